@@ -1,0 +1,3 @@
+from differad_cli.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Subcommands: thin wrappers that parse options and call the stage modules."""
