@@ -1,4 +1,5 @@
-"""Box helpers. A box is (x1, y1, x2, y2) in one coordinate system, x2/y2 exclusive; (0, 0, 0, 0) = no anomaly.
+"""Box helpers. A box is (x1, y1, x2, y2) in one coordinate system, x2/y2 exclusive; (0, 0, 0, 0) means
+"no anomaly".
 
 Records always hold target-image pixels; the model-facing systems (0-1000 normalized, pixels of the
 processor-resized image) exist only at the prompt/answer boundary (see ``coords``).

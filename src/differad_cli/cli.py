@@ -34,7 +34,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only warnings and errors on stderr."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Debug output and full tracebacks."),
 ) -> None:

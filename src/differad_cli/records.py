@@ -19,7 +19,8 @@ from differad_cli.boxes import ZERO_BOX, IntBox
 from differad_cli.errors import BadInput
 
 PAIR_KEYS = (
-    "id", "ref", "tgt", "mask", "box", "label", "width", "height", "category", "subset", "refs", "description",
+    "id", "ref", "tgt", "mask", "box", "label", "width", "height",
+    "category", "subset", "refs", "description",
 )  # fmt: skip
 PRED_KEYS = ("id", "box", "valid", "text", "score")
 MAX_REPORTED = 10
@@ -32,7 +33,9 @@ class RecordError(BadInput):
 # ---------------------------------------------------------------------------------------------- JSONL
 
 
-def iter_jsonl(path: str | os.PathLike[str], *, allow_partial_last: bool = False) -> Iterator[tuple[int, dict]]:
+def iter_jsonl(
+    path: str | os.PathLike[str], *, allow_partial_last: bool = False
+) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; a malformed line raises with file:line.
 
     ``allow_partial_last`` tolerates a truncated final line (an interrupted writer), which resume uses.
