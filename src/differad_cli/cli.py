@@ -8,14 +8,29 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from differad_cli import __version__, console
 from differad_cli.commands import demo, evaluate, pair, predict, synth, tiny_model, train
 from differad_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
 
+
+class _Group(TyperGroup):
+    """Turns BadInput into one line and exit code 2 inside click, so CliRunner and `main()` agree."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BadInput as e:
+            click.echo(f"differad: error: {e}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+
+
 app = typer.Typer(
     name="differad",
+    cls=_Group,
     help="Reference-guided industrial anomaly localization with vision-language models (DifferAD-R1).\n\n"
     "Exit codes: 0 success, 1 failure, 2 bad input or usage.",
     no_args_is_help=True,
