@@ -1,7 +1,116 @@
-"""Placeholder until the stage lands (replaced by its owner)."""
+"""`differad eval`: a thin layer over ``differad_cli.evaluate`` (scoring lives there, importable)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from differad_cli.commands._common import Quiet, Seed, Verbose, apply_verbosity, example
+from differad_cli.errors import EXIT_BAD_INPUT, BadInput
+
+HELP = (
+    "Score predictions against pair records with the paper's metrics (Acc@0.3, F1@0.3, mIoU, image-level "
+    "P/R/F1; overall, per category, per subset). Writes DIR/metrics.json, DIR/scores.jsonl and "
+    "DIR/report.md; "
+    "--overlays N adds pictures of the N worst cases and an IoU histogram. With --maps instead of --pred, "
+    "anomaly maps from a non-LLM baseline (<id>.npy or 16-bit <id>.png) are turned into boxes: a threshold "
+    "maximizing F1@0.3 is calibrated on a seeded 30% split, the largest connected component is "
+    "boxed, and the "
+    "other 70% is scored. Metric keys carry the threshold: acc_0.3/f1_0.3, or acc_0.5/f1_0.5 with "
+    "--iou-threshold 0.5."
+)
+
+
+def eval_command(
+    pairs: Annotated[Path, typer.Option("--pairs", help="Pair manifest (JSONL) with the ground truth.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for metrics.json, report.md, pictures.")],
+    pred: Annotated[
+        Path | None, typer.Option("--pred", help="Prediction records (JSONL) from `differad predict`.")
+    ] = None,
+    maps: Annotated[
+        Path | None, typer.Option("--maps", help="Folder of anomaly maps named <id>.npy / <id>.png.")
+    ] = None,
+    iou_threshold: Annotated[
+        float, typer.Option("--iou-threshold", help="IoU threshold of Acc@t and F1@t.", min=0.0, max=1.0)
+    ] = 0.3,
+    overlays: Annotated[
+        int,
+        typer.Option("--overlays", help="Write overlays of the N worst cases and an IoU histogram.", min=0),
+    ] = 0,
+    cal_fraction: Annotated[
+        float, typer.Option("--cal-fraction", help="With --maps: share of pairs used to calibrate.")
+    ] = 0.3,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print metrics.json on stdout instead of tables.")
+    ] = False,
+    seed: Seed = 0,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    apply_verbosity(quiet, verbose)
+    try:
+        metrics = run_eval(
+            pairs, out, pred=pred, maps=maps, iou_threshold=iou_threshold, overlays=overlays,
+            cal_fraction=cal_fraction, seed=seed,
+        )  # fmt: skip
+    except BadInput as e:
+        print(f"differad: error: {e}", file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        from differad_cli.evaluate import format_tables
+
+        print(format_tables(metrics), end="")
+
+
+def run_eval(
+    pairs_path: Path,
+    out: Path,
+    *,
+    pred: Path | None = None,
+    maps: Path | None = None,
+    iou_threshold: float = 0.3,
+    overlays: int = 0,
+    cal_fraction: float = 0.3,
+    seed: int = 0,
+) -> dict:
+    """Validate the inputs, then score predictions or anomaly maps (a backend source can join here)."""
+    if (pred is None) == (maps is None):
+        raise BadInput("give exactly one of --pred PRED.jsonl or --maps DIR")
+    from differad_cli import console
+    from differad_cli.evaluate import evaluate, evaluate_maps
+    from differad_cli.records import read_pairs, read_predictions
+
+    pairs = read_pairs(pairs_path)
+    notes = [f"pairs: {pairs_path} ({len(pairs)} records)"]
+    if maps is not None:
+        metrics = evaluate_maps(
+            pairs, maps, out, seed=seed, cal_fraction=cal_fraction, iou_threshold=iou_threshold,
+            overlays=overlays, notes=[*notes, f"maps: {maps}"],
+        )  # fmt: skip
+    else:
+        assert pred is not None
+        preds = read_predictions(pred)
+        metrics = evaluate(
+            pairs, preds, out, iou_threshold=iou_threshold, overlays=overlays,
+            notes=[*notes, f"predictions: {pred} ({len(preds)} records)"],
+        )  # fmt: skip
+    console.info(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    return metrics
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command(
+        "eval",
+        help=HELP,
+        epilog=example(
+            "differad eval --pairs data/pairs.jsonl --pred runs/pred.jsonl --out runs/eval --overlays 20",
+            "differad eval --pairs data/pairs.jsonl --maps patchcore_maps/ --out runs/patchcore --seed 0",
+            "differad eval --pairs pairs.jsonl --pred pred.jsonl --out runs/eval --iou-threshold 0.5 --json",
+        ),
+    )(eval_command)
