@@ -1,7 +1,138 @@
-"""Placeholder until the stage lands (replaced by its owner)."""
+"""`differad predict`: one reference/target pair (human line or --json), or a whole pair manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from differad_cli.commands._common import Quiet, Seed, Verbose, apply_verbosity, example
+
+HELP = """Say whether TGT has a defect compared with the normal reference REF, and where (one box).
+
+Prints one line: anomalous or normal, the box in target pixels (x2/y2 exclusive) and the explanation
+when the backend gives one. --json prints {"ref", "tgt", "box", "label", "valid", "text", "backend",
+"elapsed_ms", "score"} instead. Batch mode (--pairs P.jsonl --out PRED.jsonl) writes prediction records
+for `differad eval`; an interrupted run resumes (--no-resume starts over).
+
+Backends:
+
+  diff    (default without --model) training-free golden-template inspection: aligns the reference
+          to the target (shift + rotation), matches brightness, takes a noise-tolerant difference and
+          boxes the largest region above --threshold (0-255 intensity units; lower finds fainter
+          defects, higher gives fewer false alarms); smaller than --min-area (image fraction) = normal.
+
+  hf      a local Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint or LoRA adapter folder (--model PATH);
+          greedy, batched, GPU when present.
+
+  openai  an OpenAI-compatible chat endpoint such as a vLLM server (--endpoint URL --model NAME,
+          key from --api-key or OPENAI_API_KEY). --family names the served model's coordinate
+          convention: qwen3_vl (default) and qwen2_vl answer in 0-1000 of the image, qwen2_5_vl in
+          pixels of its resized image.
+
+A reference of another size than the target is resized to it (with a warning)."""
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command(
+        "predict",
+        help=HELP,
+        epilog=example(
+            "differad predict ref.png tgt.png",
+            "differad predict ref.png tgt.png --json --overlay out.png --threshold 30",
+            "differad predict ref.png tgt.png --backend hf --model runs/rl/checkpoint-500",
+            "differad predict ref.png tgt.png --endpoint http://localhost:8000/v1 --model differad-2b",
+            "differad predict --pairs pairs.jsonl --out preds.jsonl --backend diff",
+        ),
+    )
+    def predict_cmd(
+        ref: Annotated[
+            Path | None, typer.Argument(help="Normal reference image.", show_default=False)
+        ] = None,
+        tgt: Annotated[
+            Path | None, typer.Argument(help="Target image to inspect.", show_default=False)
+        ] = None,
+        backend: Annotated[str | None, typer.Option("--backend", help="diff | hf | openai.")] = None,
+        model: Annotated[
+            str | None,
+            typer.Option("--model", help="hf: checkpoint/adapter folder; openai: served model name."),
+        ] = None,
+        pairs: Annotated[
+            Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Batch mode: prediction records output.")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+        overlay: Annotated[
+            Path | None, typer.Option("--overlay", help="Write REF beside TGT with the box drawn (PNG).")
+        ] = None,
+        template: Annotated[
+            str, typer.Option("--template", help="Prompt: differad | baseline | staged.")
+        ] = "differad",
+        threshold: Annotated[
+            float | None,
+            typer.Option("--threshold", help="diff: seed difference, 0-255 units [default: 20]."),
+        ] = None,
+        min_area: Annotated[
+            float | None,
+            typer.Option("--min-area", help="diff: smallest anomaly, image fraction [default: 0.0005]."),
+        ] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="hf: pairs per generate call.")] = 4,
+        max_new_tokens: Annotated[
+            int, typer.Option("--max-new-tokens", help="hf/openai: answer length.")
+        ] = 256,
+        device: Annotated[
+            str | None, typer.Option("--device", help="hf: cuda | cpu (default: GPU if any).")
+        ] = None,
+        dtype: Annotated[str | None, typer.Option("--dtype", help="hf: auto | bf16 | fp16 | fp32.")] = None,
+        trust_remote_code: Annotated[
+            bool, typer.Option("--trust-remote-code", help="hf: allow the checkpoint's own Python code.")
+        ] = False,
+        endpoint: Annotated[str | None, typer.Option("--endpoint", help="openai: server base URL.")] = None,
+        api_key: Annotated[
+            str | None, typer.Option("--api-key", help="openai: key (or OPENAI_API_KEY).")
+        ] = None,
+        family: Annotated[
+            str, typer.Option("--family", help="openai: qwen3_vl | qwen2_vl | qwen2_5_vl (coordinates).")
+        ] = "qwen3_vl",
+        timeout: Annotated[float, typer.Option("--timeout", help="openai: seconds per request.")] = 60.0,
+        retries: Annotated[int, typer.Option("--retries", help="openai: retries of transient failures.")] = 3,
+        concurrency: Annotated[int, typer.Option("--concurrency", help="openai: requests in flight.")] = 4,
+        resume: Annotated[
+            bool, typer.Option("--resume/--no-resume", help="Batch: continue an interrupted run.")
+        ] = True,
+        seed: Seed = 0,
+        quiet: Quiet = False,
+        verbose: Verbose = False,
+    ) -> None:
+        apply_verbosity(quiet, verbose)
+        from differad_cli.errors import BadInput
+        from differad_cli.predict import PredictOptions, human_line, predict_file, predict_one, write_overlay
+
+        opts = PredictOptions(
+            backend=backend, model=model, template=template, batch_size=batch_size,
+            max_new_tokens=max_new_tokens, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+            endpoint=endpoint, api_key=api_key, family=family, timeout=timeout, retries=retries,
+            concurrency=concurrency, threshold=threshold, min_area=min_area, seed=seed,
+        )  # fmt: skip
+        if pairs is not None:
+            if ref is not None or tgt is not None:
+                raise BadInput("give either REF TGT or --pairs P.jsonl --out PRED.jsonl, not both")
+            if out is None:
+                raise BadInput("--pairs needs --out PRED.jsonl")
+            if as_json or overlay is not None:
+                raise BadInput("--json and --overlay apply to one pair (REF TGT), not to --pairs")
+            predict_file(pairs, out, opts, resume=resume)
+            return
+        if ref is None or tgt is None:
+            raise BadInput("give REF and TGT images, or --pairs P.jsonl --out PRED.jsonl (see --help)")
+        if out is not None:
+            raise BadInput("--out is for batch mode (--pairs); use --json or --overlay for one pair")
+        result = predict_one(ref, tgt, opts)
+        if overlay is not None:
+            caption = "normal" if not result["label"] else "anomalous"
+            write_overlay(overlay, ref, tgt, result["box"] if result["valid"] else None, caption=caption)
+        print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))

@@ -1,0 +1,240 @@
+"""The openai backend against stub OpenAI-compatible servers on 127.0.0.1 started by the tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from differad_cli.images import load_rgb, save_png
+from differad_cli.openai_backend import EndpointError, OpenAIBackend, OpenAIConfig, chat_url
+from differad_cli.records import Pair
+
+ANSWER = "<think>a stain left of centre</think><answer>(100,200),(500,600)</answer>"
+
+
+class Stub:
+    """Behaviour per URL prefix; records every request it saw."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict, dict]] = []
+        self.counts: dict[str, int] = {}
+        self.in_flight = 0  # of "busy" requests only
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+
+
+def make_handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, code: int, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            kind = self.path.strip("/").split("/")[0]
+            busy = kind == "busy"
+            with stub.lock:
+                stub.requests.append((self.path, dict(self.headers), payload))
+                n = stub.counts[kind] = stub.counts.get(kind, 0) + 1
+                stub.in_flight += busy
+                stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+            try:
+                self._answer(kind, n)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout tests)
+            finally:
+                with stub.lock:
+                    stub.in_flight -= busy
+
+        def _answer(self, kind: str, n: int) -> None:
+            content = ANSWER
+            if kind == "slow" or (kind == "slowfirst" and n == 1):
+                time.sleep(0.6)
+            if kind == "busy":
+                time.sleep(0.05)
+            if kind == "flaky" and n <= 2:
+                return self._send(503, b'{"error": "loading"}')
+            if kind == "auth":
+                return self._send(401, b'{"error": "bad key"}')
+            if kind == "notjson":
+                return self._send(200, b"<html>proxy error</html>")
+            if kind == "garbage":
+                content = "I am sorry, I cannot see images."
+            if kind == "small":
+                content = "<answer>(10,20),(50,40)</answer>"
+            if kind == "parts":
+                body = {"choices": [{"message": {"content": [{"type": "text", "text": ANSWER}]}}]}
+                return self._send(200, json.dumps(body).encode())
+            self._send(
+                200,
+                json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode(),
+            )
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, Stub]]:
+    stub = Stub()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(stub))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", stub
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Pair:
+    rng = np.random.default_rng(0)
+    save_png(tmp_path / "r.png", rng.integers(0, 255, (50, 80, 3), dtype=np.uint8))
+    save_png(tmp_path / "t.png", rng.integers(0, 255, (50, 80, 3), dtype=np.uint8))
+    return Pair("p0", tmp_path / "r.png", tmp_path / "t.png", (0, 0, 0, 0), 0, 80, 50)
+
+
+def backend(url: str, **kw: object) -> OpenAIBackend:
+    cfg = {"endpoint": url, "model": "stub-vl", "retries": 2, "backoff": 0.01, "timeout": 5.0, **kw}
+    return OpenAIBackend(OpenAIConfig(**cfg))  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_request_shape_and_box_conversion(server, pair) -> None:
+    url, stub = server
+    pred = backend(f"{url}/ok/v1", api_key="sekret").predict([pair])[0]
+    path, headers, payload = stub.requests[-1]
+    assert path == "/ok/v1/chat/completions"
+    assert headers["Authorization"] == "Bearer sekret"
+    assert payload["model"] == "stub-vl" and payload["temperature"] == 0.0 and payload["seed"] == 0
+    parts = payload["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["image_url", "image_url", "text"]  # reference, target, prompt
+    for part, path in zip(parts[:2], (pair.ref, pair.tgt), strict=True):
+        head, data = part["image_url"]["url"].split(",", 1)
+        assert head == "data:image/png;base64"
+        sent = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        np.testing.assert_array_equal(sent[:, :, ::-1], load_rgb(path))
+    assert "<answer>" in parts[2]["text"]
+    # qwen3_vl default: 0-1000 normalized -> target pixels of the 80x50 image
+    assert pred.valid and pred.box == (8, 10, 40, 30) and pred.text == ANSWER
+
+
+def test_qwen2_5_vl_family_uses_resized_pixels(server, pair) -> None:
+    url, _ = server
+    pred = backend(f"{url}/small", family="qwen2_5_vl").predict([pair])[0]
+    # 80x50 -> smart_resize -> 84x56; (10,20),(50,40) in those pixels -> x * 80/84, y * 50/56
+    assert pred.valid and pred.box == (10, 18, 48, 36)
+    assert backend(f"{url}/small").predict([pair])[0].box == (1, 1, 4, 2)  # qwen3_vl: 0-1000
+
+
+def test_content_parts_reply_is_read(server, pair) -> None:
+    url, _ = server
+    assert backend(f"{url}/parts").predict([pair])[0].box == (8, 10, 40, 30)
+
+
+def test_garbage_answer_is_an_invalid_prediction(server, pair) -> None:
+    url, _ = server
+    pred = backend(f"{url}/garbage").predict([pair])[0]
+    assert not pred.valid and pred.box == (0, 0, 0, 0) and "cannot see" in (pred.text or "")
+    pred = backend(f"{url}/notjson").predict([pair])[0]
+    assert not pred.valid and "proxy error" in (pred.text or "")
+
+
+def test_transient_errors_are_retried(server, pair) -> None:
+    url, stub = server
+    assert backend(f"{url}/flaky").predict([pair])[0].valid
+    assert stub.counts["flaky"] == 3  # two 503s, then success
+    pred = backend(f"{url}/slowfirst", timeout=0.3).predict([pair])[0]
+    assert pred.valid and stub.counts["slowfirst"] == 2  # first attempt timed out
+
+
+def test_slow_endpoint_clear_error_after_bounded_retries(server, pair) -> None:
+    url, stub = server
+    with pytest.raises(EndpointError, match=r"failed after 2 attempt\(s\): no answer within 0.2s"):
+        backend(f"{url}/slow", timeout=0.2, retries=1).predict([pair])
+    assert stub.counts["slow"] == 2
+
+
+def test_down_endpoint_clear_error(pair) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(EndpointError, match=r"failed after 3 attempt\(s\): cannot connect"):
+        backend(url).predict([pair])
+
+
+def test_refused_request_fails_at_once(server, pair) -> None:
+    url, stub = server
+    with pytest.raises(EndpointError, match="HTTP 401"):
+        backend(f"{url}/auth").predict([pair])
+    assert stub.counts["auth"] == 1
+
+
+def test_concurrency_is_bounded_and_order_kept(server, tmp_path, pair) -> None:
+    url, stub = server
+    pairs = [Pair(f"p{i}", pair.ref, pair.tgt, (0, 0, 0, 0), 0, 80, 50) for i in range(8)]
+    stub.max_in_flight = 0
+    preds = backend(f"{url}/busy", concurrency=3).predict(pairs)
+    assert [p.id for p in preds] == [p.id for p in pairs]
+    assert 1 < stub.max_in_flight <= 3
+
+
+def test_bad_config_is_bad_input() -> None:
+    from differad_cli.errors import BadInput
+
+    with pytest.raises(BadInput, match="http"):
+        chat_url("localhost:8000")
+    assert chat_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"
+    assert chat_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
+    with pytest.raises(BadInput, match="family"):
+        backend("http://h:1", family="llava")
+    with pytest.raises(BadInput, match="--model"):
+        backend("http://h:1", model="")
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, *args: object) -> int:
+    from differad_cli import cli
+
+    monkeypatch.setattr(sys, "argv", ["differad", *map(str, args)])
+    try:
+        cli.main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def test_cli_openai_json_and_down_endpoint(server, pair, monkeypatch, capsys) -> None:
+    url, _ = server
+    monkeypatch.setenv("OPENAI_API_KEY", "from-env")
+    assert (
+        run_cli(
+            monkeypatch, "predict", pair.ref, pair.tgt, "--endpoint", f"{url}/ok", "--model", "m", "--json"
+        )
+        == 0
+    )
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["backend"] == "openai" and obj["box"] == [8, 10, 40, 30] and obj["label"] == 1
+    down = f"http://127.0.0.1:{free_port()}"
+    code = run_cli(
+        monkeypatch, "predict", pair.ref, pair.tgt, "--endpoint", down, "--model", "m", "--retries", 0
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "failed after 1 attempt(s)" in err and "Traceback" not in err
