@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from differad_cli.commands._backend import (
+    ApiKey,
+    Backend,
+    BatchSize,
+    Concurrency,
+    Device,
+    DType,
+    Endpoint,
+    Family,
+    MaxNewTokens,
+    MinArea,
+    Model,
+    Retries,
+    Template,
+    Threshold,
+    Timeout,
+    TrustRemoteCode,
+    predict_options,
+)
 from differad_cli.commands._common import Quiet, Seed, Verbose, apply_verbosity, example
-from differad_cli.errors import EXIT_BAD_INPUT, BadInput
+from differad_cli.errors import BadInput
 
 HELP = (
     "Score predictions against pair records with the paper's metrics (Acc@0.3, F1@0.3, mIoU, image-level "
@@ -41,6 +59,22 @@ def eval_command(
         int,
         typer.Option("--overlays", help="Write overlays of the N worst cases and an IoU histogram.", min=0),
     ] = 0,
+    backend: Backend = None,
+    model: Model = None,
+    template: Template = "differad",
+    threshold: Threshold = None,
+    min_area: MinArea = None,
+    batch_size: BatchSize = 4,
+    max_new_tokens: MaxNewTokens = 256,
+    device: Device = None,
+    dtype: DType = None,
+    trust_remote_code: TrustRemoteCode = False,
+    endpoint: Endpoint = None,
+    api_key: ApiKey = None,
+    family: Family = "qwen3_vl",
+    timeout: Timeout = 60.0,
+    retries: Retries = 3,
+    concurrency: Concurrency = 4,
     cal_fraction: Annotated[
         float, typer.Option("--cal-fraction", help="With --maps: share of pairs used to calibrate.")
     ] = 0.3,
@@ -52,14 +86,18 @@ def eval_command(
     verbose: Verbose = False,
 ) -> None:
     apply_verbosity(quiet, verbose)
-    try:
-        metrics = run_eval(
-            pairs, out, pred=pred, maps=maps, iou_threshold=iou_threshold, overlays=overlays,
-            cal_fraction=cal_fraction, seed=seed,
+    opts = None
+    if pred is None and maps is None and (backend or model or endpoint):
+        opts = predict_options(
+            backend=backend, model=model, template=template, batch_size=batch_size,
+            max_new_tokens=max_new_tokens, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+            endpoint=endpoint, api_key=api_key, family=family, timeout=timeout, retries=retries,
+            concurrency=concurrency, threshold=threshold, min_area=min_area, seed=seed,
         )  # fmt: skip
-    except BadInput as e:
-        print(f"differad: error: {e}", file=sys.stderr)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    metrics = run_eval(
+        pairs, out, pred=pred, maps=maps, backend=opts, iou_threshold=iou_threshold, overlays=overlays,
+        cal_fraction=cal_fraction, seed=seed,
+    )  # fmt: skip
     if as_json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -74,20 +112,32 @@ def run_eval(
     *,
     pred: Path | None = None,
     maps: Path | None = None,
+    backend: Any = None,
     iou_threshold: float = 0.3,
     overlays: int = 0,
     cal_fraction: float = 0.3,
     seed: int = 0,
 ) -> dict:
-    """Validate the inputs, then score predictions or anomaly maps (a backend source can join here)."""
-    if (pred is None) == (maps is None):
-        raise BadInput("give exactly one of --pred PRED.jsonl or --maps DIR")
+    """Validate the inputs, then score predictions, anomaly maps, or a backend's predictions.
+
+    ``backend`` (a ``PredictOptions``) runs prediction first into OUT/predictions.jsonl (resumable).
+    """
+    if sum(x is not None for x in (pred, maps, backend)) != 1:
+        raise BadInput("give exactly one of --pred PRED.jsonl, --maps DIR, or a backend (--backend/--model)")
     from differad_cli import console
     from differad_cli.evaluate import evaluate, evaluate_maps
     from differad_cli.records import read_pairs, read_predictions
 
     pairs = read_pairs(pairs_path)
     notes = [f"pairs: {pairs_path} ({len(pairs)} records)"]
+    if backend is not None:
+        from differad_cli.predict import predict_file, resolve_backend
+
+        pred = Path(out) / "predictions.jsonl"
+        predict_file(pairs_path, pred, backend)
+        notes.append(
+            f"backend: {resolve_backend(backend)}" + (f" ({backend.model})" if backend.model else "")
+        )
     if maps is not None:
         metrics = evaluate_maps(
             pairs, maps, out, seed=seed, cal_fraction=cal_fraction, iou_threshold=iou_threshold,
@@ -112,5 +162,7 @@ def register(app: typer.Typer) -> None:
             "differad eval --pairs data/pairs.jsonl --pred runs/pred.jsonl --out runs/eval --overlays 20",
             "differad eval --pairs data/pairs.jsonl --maps patchcore_maps/ --out runs/patchcore --seed 0",
             "differad eval --pairs pairs.jsonl --pred pred.jsonl --out runs/eval --iou-threshold 0.5 --json",
+            "differad eval --pairs data/test/pairs.jsonl --backend hf --model runs/rl --out runs/eval-rl",
+            "differad eval --pairs test.jsonl --endpoint http://127.0.0.1:8000/v1 --model qwen3-vl --out q3",
         ),
     )(eval_command)

@@ -8,6 +8,25 @@ from typing import Annotated
 
 import typer
 
+from differad_cli.commands._backend import (
+    ApiKey,
+    Backend,
+    BatchSize,
+    Concurrency,
+    Device,
+    DType,
+    Endpoint,
+    Family,
+    MaxNewTokens,
+    MinArea,
+    Model,
+    Retries,
+    Template,
+    Threshold,
+    Timeout,
+    TrustRemoteCode,
+    predict_options,
+)
 from differad_cli.commands._common import Quiet, Seed, Verbose, apply_verbosity, example
 
 HELP = """Say whether TGT has a defect compared with the normal reference REF, and where (one box).
@@ -54,11 +73,8 @@ def register(app: typer.Typer) -> None:
         tgt: Annotated[
             Path | None, typer.Argument(help="Target image to inspect.", show_default=False)
         ] = None,
-        backend: Annotated[str | None, typer.Option("--backend", help="diff | hf | openai.")] = None,
-        model: Annotated[
-            str | None,
-            typer.Option("--model", help="hf: checkpoint/adapter folder; openai: served model name."),
-        ] = None,
+        backend: Backend = None,
+        model: Model = None,
         pairs: Annotated[
             Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")
         ] = None,
@@ -69,38 +85,20 @@ def register(app: typer.Typer) -> None:
         overlay: Annotated[
             Path | None, typer.Option("--overlay", help="Write REF beside TGT with the box drawn (PNG).")
         ] = None,
-        template: Annotated[
-            str, typer.Option("--template", help="Prompt: differad | baseline | staged.")
-        ] = "differad",
-        threshold: Annotated[
-            float | None,
-            typer.Option("--threshold", help="diff: seed difference, 0-255 units [default: 20]."),
-        ] = None,
-        min_area: Annotated[
-            float | None,
-            typer.Option("--min-area", help="diff: smallest anomaly, image fraction [default: 0.0005]."),
-        ] = None,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="hf: pairs per generate call.")] = 4,
-        max_new_tokens: Annotated[
-            int, typer.Option("--max-new-tokens", help="hf/openai: answer length.")
-        ] = 256,
-        device: Annotated[
-            str | None, typer.Option("--device", help="hf: cuda | cpu (default: GPU if any).")
-        ] = None,
-        dtype: Annotated[str | None, typer.Option("--dtype", help="hf: auto | bf16 | fp16 | fp32.")] = None,
-        trust_remote_code: Annotated[
-            bool, typer.Option("--trust-remote-code", help="hf: allow the checkpoint's own Python code.")
-        ] = False,
-        endpoint: Annotated[str | None, typer.Option("--endpoint", help="openai: server base URL.")] = None,
-        api_key: Annotated[
-            str | None, typer.Option("--api-key", help="openai: key (or OPENAI_API_KEY).")
-        ] = None,
-        family: Annotated[
-            str, typer.Option("--family", help="openai: qwen3_vl | qwen2_vl | qwen2_5_vl (coordinates).")
-        ] = "qwen3_vl",
-        timeout: Annotated[float, typer.Option("--timeout", help="openai: seconds per request.")] = 60.0,
-        retries: Annotated[int, typer.Option("--retries", help="openai: retries of transient failures.")] = 3,
-        concurrency: Annotated[int, typer.Option("--concurrency", help="openai: requests in flight.")] = 4,
+        template: Template = "differad",
+        threshold: Threshold = None,
+        min_area: MinArea = None,
+        batch_size: BatchSize = 4,
+        max_new_tokens: MaxNewTokens = 256,
+        device: Device = None,
+        dtype: DType = None,
+        trust_remote_code: TrustRemoteCode = False,
+        endpoint: Endpoint = None,
+        api_key: ApiKey = None,
+        family: Family = "qwen3_vl",
+        timeout: Timeout = 60.0,
+        retries: Retries = 3,
+        concurrency: Concurrency = 4,
         resume: Annotated[
             bool, typer.Option("--resume/--no-resume", help="Batch: continue an interrupted run.")
         ] = True,
@@ -110,9 +108,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         apply_verbosity(quiet, verbose)
         from differad_cli.errors import BadInput
-        from differad_cli.predict import PredictOptions, human_line, predict_file, predict_one, write_overlay
+        from differad_cli.predict import human_line, predict_file, predict_one, write_overlay
 
-        opts = PredictOptions(
+        opts = predict_options(
             backend=backend, model=model, template=template, batch_size=batch_size,
             max_new_tokens=max_new_tokens, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
             endpoint=endpoint, api_key=api_key, family=family, timeout=timeout, retries=retries,
