@@ -1,0 +1,244 @@
+"""Plumbing shared by train-cold and train-rl: input checks, datasets, model setup, resume, saving, eval.
+
+Everything the user can get wrong (records, files, model path, family, recipe keys) is checked before any
+model is loaded, so a bad run fails in seconds with one line instead of after minutes of loading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from differad_cli import console
+from differad_cli.errors import BadInput
+from differad_cli.records import Pair, check_files, read_pairs
+
+MAX_SHOWN = 5
+
+
+def validate_pairs(path: str | os.PathLike[str] | None, *, what: str = "--pairs") -> list[Pair]:
+    """Read and check every record and the files it points to; all problems in one report (exit 2)."""
+    if path is None:
+        raise BadInput(f"{what} is required (a pairs.jsonl manifest)")
+    pairs = read_pairs(path)
+    problems = check_files(pairs, open_images=True)
+    if problems:
+        shown = "; ".join(problems[:MAX_SHOWN])
+        more = f" (and {len(problems) - MAX_SHOWN} more)" if len(problems) > MAX_SHOWN else ""
+        raise BadInput(f"{len(problems)} file problem(s) in {len(pairs)} record(s) of {path}: {shown}{more}")
+    return pairs
+
+
+def check_model_path(path: str | None) -> tuple[Path, str]:
+    """(absolute model folder, coordinate family); missing folder or unknown family -> BadInput."""
+    from differad_cli.models import model_family
+
+    if not path:
+        raise BadInput(
+            "--model is required (a model folder; `differad tiny-model DIR` builds an offline one)"
+        )
+    p = Path(path).resolve()
+    return p, model_family(p)
+
+
+def check_template(name: str) -> str:
+    from differad_cli.prompts import TEMPLATES
+
+    if name not in TEMPLATES:
+        raise BadInput(f"unknown template '{name}' (choose from: {', '.join(TEMPLATES)})")
+    return name
+
+
+def model_box(pair: Pair, family: str, resize: dict[str, int]) -> tuple[int, int, int, int]:
+    """The pair's box in the family's answer coordinates (what the model is taught to write)."""
+    from differad_cli.coords import smart_resize, to_model
+
+    resized = smart_resize(pair.height, pair.width, **resize) if family == "qwen2_5_vl" else None
+    return to_model(pair.box, family, pair.width, pair.height, resized)
+
+
+def pair_images(pair: Pair) -> list[Any]:
+    """[reference, target] as PIL RGB images (image 1 = reference, image 2 = target)."""
+    from PIL import Image
+
+    from differad_cli.images import load_rgb
+
+    return [Image.fromarray(load_rgb(pair.ref)), Image.fromarray(load_rgb(pair.tgt))]
+
+
+def prompt_rng(seed: int, index: int) -> random.Random:
+    """The paraphrase drawn for sample ``index`` depends only on (seed, index): every copy of a GRPO group and
+    every rank sees the same prompt, and a resumed run sees the same prompts."""
+    return random.Random(seed * 1_000_003 + index)
+
+
+def lazy_dataset(n: int, make_row: Callable[[int], dict[str, Any]]) -> Any:
+    """A ``datasets.Dataset`` of ``n`` indices whose rows (images included) are built on access."""
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"pair_index": list(range(n))})
+
+    def transform(batch: dict[str, list]) -> dict[str, list]:
+        rows = [make_row(i) for i in batch["pair_index"]]
+        return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+
+    return ds.with_transform(transform)
+
+
+def lora_config(cfg: Any) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_trainable(model_path: Path, cfg: Any, trl_args: Any) -> tuple[Any, Any]:
+    """(model, processor) ready for a trainer: adapters continued or merged, vision tower frozen if asked."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from differad_cli.models import adapter_base, load_processor
+
+    processor = load_processor(model_path, trust_remote_code=cfg.trust_remote_code)
+    dtype = torch.bfloat16 if trl_args.bf16 else torch.float16 if trl_args.fp16 else torch.float32
+    base = adapter_base(model_path)
+    model = AutoModelForImageTextToText.from_pretrained(
+        str(base or model_path), dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True
+    )
+    if base is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(model_path), is_trainable=cfg.lora)
+        if not cfg.lora:
+            model = model.merge_and_unload()
+    if cfg.freeze_vision:
+        frozen = freeze_vision(model)
+        console.debug(f"froze {frozen} vision parameters")
+    return model, processor
+
+
+VISION_TOKEN_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def suppress_vision_tokens(args: Any, model: Any) -> None:
+    """Never sample image/video placeholders or vision brackets in a completion: TRL suppresses only the image
+    token, and a sampled <|vision_start|> or <|video_pad|> breaks Qwen-VL's 3D rope index in the loss pass."""
+    config = getattr(model, "config", None)
+    ids = {getattr(config, k) for k in VISION_TOKEN_KEYS if isinstance(getattr(config, k, None), int)}
+    kwargs = dict(args.generation_kwargs or {})
+    kwargs["suppress_tokens"] = sorted(set(kwargs.get("suppress_tokens") or []) | ids)
+    args.generation_kwargs = kwargs
+
+
+def left_padding(processor: Any) -> None:
+    """GRPO tokenizes prompts of different lengths (paraphrases) with the processor and left-pads the ids: the
+    processor must pad on the left too, or its mm_token_type_ids no longer line up with the prompt ids."""
+    tok = getattr(processor, "tokenizer", processor)
+    tok.padding_side = "left"
+
+
+def freeze_vision(model: Any) -> int:
+    """Freeze the vision encoder (``visual``) including its merger; returns the count of frozen tensors."""
+    n = 0
+    for name, p in model.named_parameters():
+        if ".visual." in f".{name}":
+            p.requires_grad_(False)
+            n += 1
+    return n
+
+
+def resume_checkpoint(output_dir: str | os.PathLike[str], resume: bool) -> str | None:
+    """The checkpoint to resume from; checkpoints present without --resume are refused (nothing is lost)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last and not resume:
+        raise BadInput(
+            f"{out} already holds checkpoints (last: {Path(last).name}); pass --resume to continue"
+        )
+    if resume and not last:
+        console.warn(f"--resume: no checkpoint in {out}; starting from the beginning")
+    return last if resume else None
+
+
+def save_final(trainer: Any, processor: Any, cfg: Any, output_dir: str | os.PathLike[str]) -> None:
+    """Model (or adapters) + processor in the output root; --merge-lora adds a merged model in merged/."""
+    out = Path(output_dir)
+    trainer.save_model(str(out))
+    if not trainer.is_world_process_zero():
+        return
+    processor.save_pretrained(str(out))
+    if cfg.lora and cfg.merge_lora:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        merged = model.merge_and_unload()
+        merged.save_pretrained(str(out / "merged"), safe_serialization=True)
+        processor.save_pretrained(str(out / "merged"))
+        console.info(f"merged LoRA model written to {out / 'merged'}")
+
+
+def summary(trainer: Any, output_dir: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> dict:
+    """A small train_summary.json (final step, last logged metrics) for scripts and CI."""
+    history = trainer.state.log_history
+    last = {k: v for h in history for k, v in h.items() if isinstance(v, (int, float))}
+    data = {"global_step": trainer.state.global_step, "last": last, **(extra or {})}
+    if trainer.is_world_process_zero():
+        from differad_cli.records import atomic_write_lines
+
+        atomic_write_lines(Path(output_dir) / "train_summary.json", [json.dumps(data, indent=2)])
+    return data
+
+
+def make_eval_callback(pairs: list[Pair], cfg: Any, family: str, output_dir: str | os.PathLike[str]) -> Any:
+    """Periodic evaluation with the SPEC metrics on held-out pairs, generating through the predict helper's
+    HFBackend on the in-training model (greedy, canonical prompt); results go to the log and to
+    eval/step-N.json."""
+    from transformers import TrainerCallback
+
+    class PeriodicEval(TrainerCallback):
+        def __init__(self) -> None:
+            self.trainer: Any = None
+
+        def _run(self, state: Any) -> None:
+            from differad_cli.hf_backend import HFBackend
+            from differad_cli.metrics import score
+            from differad_cli.records import atomic_write_lines
+
+            trainer = self.trainer
+            if trainer is None:
+                return
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            backend = HFBackend(
+                model,
+                trainer.processing_class,
+                family,
+                template=cfg.template,
+                max_new_tokens=cfg.eval_max_new_tokens,
+                batch_size=cfg.eval_batch_size,
+            )
+            preds = backend.predict(pairs)
+            result = score(pairs, {p.id: p for p in preds})
+            overall = result["overall"]
+            trainer.log({f"eval/{k}": v for k, v in overall.items() if isinstance(v, (int, float))})
+            if trainer.is_world_process_zero():
+                path = Path(output_dir) / "eval" / f"step-{state.global_step}.json"
+                atomic_write_lines(path, [json.dumps(result, indent=2)])
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if cfg.eval_steps and state.global_step % cfg.eval_steps == 0:
+                self._run(state)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if not cfg.eval_steps or state.global_step % cfg.eval_steps:
+                self._run(state)
+
+    return PeriodicEval()
