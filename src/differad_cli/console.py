@@ -7,7 +7,9 @@ progress bars appear only on an interactive terminal and never with --quiet.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -26,8 +28,15 @@ def set_verbosity(level: int) -> None:
     logging.basicConfig(level=logging.DEBUG if level >= VERBOSE else logging.WARNING, format="%(message)s")
     if level < VERBOSE:
         # transformers/TRL/DeepSpeed are chatty; keep their warnings behind --verbose.
-        for name in ("transformers", "trl", "accelerate", "deepspeed", "torch"):
+        for name in ("transformers", "trl", "accelerate", "deepspeed", "torch", "peft"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        for module in ("transformers", "trl", "torch", "peft", "accelerate"):
+            warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+            warnings.filterwarnings("ignore", category=UserWarning, module=module)
+    if not progress_enabled():
+        # Library progress bars (weight loading, shard writing) only on an interactive terminal. Set before
+        # transformers is imported: the commands import it lazily, after this callback has run.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def verbosity() -> int:

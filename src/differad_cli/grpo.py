@@ -366,13 +366,16 @@ def train_rl(
         load_trainable,
         lora_config,
         make_eval_callback,
+        quiet_accelerator_probe,
         resume_checkpoint,
+        route_logs,
         save_final,
         summary,
         suppress_vision_tokens,
         validate_pairs,
     )
 
+    quiet_accelerator_probe()
     cfg, args = build_configs("rl", recipe=recipe, cli=dict(options or {}), output_dir=str(output_dir))
     assert isinstance(cfg, RLConfig)
     check_template(cfg.template)
@@ -403,6 +406,7 @@ def train_rl(
     )
     for cb in callbacks:
         cb.trainer = trainer
+    route_logs(trainer, output_dir)
     if trainer_hook is not None:
         trainer_hook(trainer)
     console.info(

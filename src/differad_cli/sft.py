@@ -60,12 +60,15 @@ def train_cold(
         load_trainable,
         lora_config,
         make_eval_callback,
+        quiet_accelerator_probe,
         resume_checkpoint,
+        route_logs,
         save_final,
         summary,
         validate_pairs,
     )
 
+    quiet_accelerator_probe()
     cfg, args = build_configs("cold", recipe=recipe, cli=dict(options or {}), output_dir=str(output_dir))
     assert isinstance(cfg, ColdConfig)
     check_template(cfg.template)
@@ -91,6 +94,7 @@ def train_cold(
     )
     for cb in callbacks:
         cb.trainer = trainer
+    route_logs(trainer, output_dir)
     console.info(f"train-cold: {len(pairs)} pairs, family {family}, output {output_dir}")
     trainer.train(resume_from_checkpoint=checkpoint)
     save_final(trainer, processor, cfg, output_dir)

@@ -198,6 +198,50 @@ def summary(trainer: Any, output_dir: str | os.PathLike[str], extra: dict[str, A
     return data
 
 
+LOG_KEYS = (
+    "loss", "mean_token_accuracy", "reward", "batch/iou", "batch/acc@0.3", "resample/degenerate_before",
+    "resample/degenerate_after", "resample/rounds", "difficulty/weight_mean", "eval/acc_0.3", "eval/miou",
+)  # fmt: skip
+
+
+def route_logs(trainer: Any, output_dir: str | os.PathLike[str]) -> None:
+    """Trainer logs go to OUTPUT/train_log.jsonl and, compactly, to stderr: stdout stays clean.
+
+    transformers prints every log dict on stdout (PrinterCallback, or ProgressCallback.on_log); both are
+    replaced. The progress bar itself is kept where TRL enabled it (an interactive terminal).
+    """
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+    class QuietProgress(ProgressCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            pass
+
+    class LogLines(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if not logs or not state.is_world_process_zero:
+                return
+            path = Path(output_dir) / "train_log.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+            shown = [f"{k}={logs[k]:.4g}" for k in LOG_KEYS if isinstance(logs.get(k), (int, float))]
+            if shown:
+                console.info(f"  step {state.global_step}/{state.max_steps}  " + "  ".join(shown))
+
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(QuietProgress)
+    trainer.add_callback(LogLines())
+
+
+def quiet_accelerator_probe() -> None:
+    """DeepSpeed prints a warning on stdout when it probes for a GPU and finds none; name the CPU instead."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
 def make_eval_callback(pairs: list[Pair], cfg: Any, family: str, output_dir: str | os.PathLike[str]) -> Any:
     """Periodic evaluation with the SPEC metrics on held-out pairs, generating through the predict helper's
     HFBackend on the in-training model (greedy, canonical prompt); results go to the log and to
