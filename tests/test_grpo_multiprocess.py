@@ -42,6 +42,15 @@ trainer.train()
 if trainer.is_world_process_zero():
     logs = [h for h in trainer.state.log_history if "loss" in h]
     (out / "logs.json").write_text(json.dumps(logs))
+import torch.distributed as dist
+if dist.is_initialized():  # an orderly gloo teardown: without it a rank can abort at interpreter exit
+    dist.barrier()
+    dist.destroy_process_group()
+# Skip interpreter teardown: gloo's helper threads occasionally abort there on CPU ("terminate called
+# without an active exception") after all the work is done, which is not what this test is about.
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
 """
 
 

@@ -90,6 +90,7 @@ class RLConfig(TrainConfig):
 
 # Defaults that differ from TRL's: the paper's GRPO setup, and small safe SFT settings.
 GRPO_DEFAULTS: dict[str, Any] = {
+    "seed": 0,  # one default seed across differad's commands (TRL's own is 42)
     "learning_rate": 1e-6,
     "num_generations": 8,
     "per_device_train_batch_size": 8,
@@ -103,6 +104,7 @@ GRPO_DEFAULTS: dict[str, Any] = {
     "remove_unused_columns": False,
 }
 SFT_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
     "learning_rate": 1e-5,
     "per_device_train_batch_size": 4,
     "num_train_epochs": 1.0,

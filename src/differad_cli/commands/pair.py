@@ -19,16 +19,19 @@ written relative to it (others stay absolute).
 
 Layouts (ROOT may be one category folder or a folder holding several categories):
 
+
   mvtec    <cat>/train/good/  normal pool; <cat>/test/<defect>/ targets (test/good = normal);
            <cat>/ground_truth/<defect>/<stem>_mask.png masks.  (MVTec AD; arrange VisA or
            AD-DualDiff the same way, or use `folder`.)
 
+
   folder   <cat>/normal/ normal pool; <cat>/test/ targets, flat or in sub-folders (the sub-folder
            name becomes the record's subset); <cat>/mask/ masks mirroring test/ (same relative
            path and stem, optional `_mask` suffix, any image format). A target without a mask is
            normal. VisA: link Data/Images/Normal as normal/, Data/Images/Anomaly as test/ and
            Data/Masks/Anomaly as mask/.
 
+
   triplets ROOT/ref/, ROOT/tgt/, ROOT/mask/ with matching names: ready-made pairs (COCO-Inpainted
            style); a missing mask means a normal pair. No retrieval.
 

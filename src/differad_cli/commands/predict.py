@@ -38,14 +38,17 @@ for `differad eval`; an interrupted run resumes (--no-resume starts over).
 
 Backends:
 
+
   diff    (default without --model) training-free golden-template inspection: aligns the reference
           to the target (shift + rotation), matches brightness, takes a noise-tolerant difference and
           boxes the largest region above --threshold (0-255 intensity units; lower finds fainter
           defects, higher gives fewer false alarms); smaller than --min-area (image fraction) = normal.
 
+
   hf      a local Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint or LoRA adapter folder (--model PATH);
           greedy, batched, GPU when present.
 
+
   openai  an OpenAI-compatible chat endpoint such as a vLLM server (--endpoint URL --model NAME,
           key from --api-key or OPENAI_API_KEY). --family names the served model's coordinate
           convention: qwen3_vl (default) and qwen2_vl answer in 0-1000 of the image, qwen2_5_vl in

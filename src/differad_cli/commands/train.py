@@ -32,7 +32,7 @@ Epochs = Annotated[
 ]
 SaveSteps = Annotated[int | None, typer.Option("--save-steps", help="Checkpoint every N steps.")]
 LogSteps = Annotated[int | None, typer.Option("--logging-steps", help="Log every N steps.")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for every random choice (default 42).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for every random choice (default 0).")]
 Precision = Annotated[str | None, typer.Option("--precision", help="auto | bf16 | fp16 | fp32.")]
 GradCkpt = Annotated[
     bool | None,
