@@ -75,6 +75,7 @@ def run(
     kind: str, model_dir: Path, pairs_path: Path, out: Path, steps: int, **over: Any
 ) -> tuple[list[float], dict]:
     """One run of ``steps`` steps: per-step seconds (warm-up dropped) and mean resampling logs."""
+    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer
 
     from differad_cli.configs import build_configs
@@ -106,6 +107,7 @@ def run(
         trainer = GRPOTrainer(**common)
     else:
         trainer = DifferadGRPOTrainer(**common, max_resample=cfg.max_resample, tau=cfg.tau)
+    trainer.remove_callback(PrinterCallback)  # both kinds alike: no log dicts on stdout
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     keys = {k for h in logs for k in h if k.startswith("resample/")}

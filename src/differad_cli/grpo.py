@@ -357,7 +357,7 @@ def train_rl(
     trainer_hook: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Run GRPO; returns the train summary. ``options`` override the recipe (CLI values)."""
-    from differad_cli.models import resize_params
+    from differad_cli.models import quiet_accelerator_probe, resize_params
     from differad_cli.rewards import get_reward
     from differad_cli.training import (
         check_model_path,
@@ -366,7 +366,6 @@ def train_rl(
         load_trainable,
         lora_config,
         make_eval_callback,
-        quiet_accelerator_probe,
         resume_checkpoint,
         route_logs,
         save_final,

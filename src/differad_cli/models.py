@@ -154,6 +154,15 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def quiet_accelerator_probe() -> None:
+    """DeepSpeed (imported by transformers/TRL) prints a warning on stdout when it probes for a GPU and finds
+    none; naming the CPU up front keeps stdout clean. A machine with CUDA is left to DeepSpeed's own probe."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
 def load_model_and_processor(
     path: str | os.PathLike[str],
     *,
@@ -162,6 +171,7 @@ def load_model_and_processor(
     trust_remote_code: bool = False,
 ) -> tuple[Any, Any, str]:
     """(model in eval mode, processor, family) from a full checkpoint or a LoRA adapter folder on its base."""
+    quiet_accelerator_probe()
     from transformers import AutoModelForImageTextToText
 
     p = _check_path(path)

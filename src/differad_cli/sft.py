@@ -53,14 +53,13 @@ def train_cold(
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the cold-start SFT; returns the train summary. ``options`` override the recipe (CLI values)."""
-    from differad_cli.models import resize_params
+    from differad_cli.models import quiet_accelerator_probe, resize_params
     from differad_cli.training import (
         check_model_path,
         check_template,
         load_trainable,
         lora_config,
         make_eval_callback,
-        quiet_accelerator_probe,
         resume_checkpoint,
         route_logs,
         save_final,

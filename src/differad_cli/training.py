@@ -234,14 +234,6 @@ def route_logs(trainer: Any, output_dir: str | os.PathLike[str]) -> None:
     trainer.add_callback(LogLines())
 
 
-def quiet_accelerator_probe() -> None:
-    """DeepSpeed prints a warning on stdout when it probes for a GPU and finds none; name the CPU instead."""
-    import torch
-
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-
-
 def make_eval_callback(pairs: list[Pair], cfg: Any, family: str, output_dir: str | os.PathLike[str]) -> Any:
     """Periodic evaluation with the SPEC metrics on held-out pairs, generating through the predict helper's
     HFBackend on the in-training model (greedy, canonical prompt); results go to the log and to

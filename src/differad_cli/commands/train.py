@@ -86,6 +86,27 @@ def _split(value: str | None, cast: Any = str) -> list | None:
         raise BadInput(f"expected a comma-separated list, got {value!r}") from None
 
 
+# CLI option name -> config field, where they differ; list-valued options arrive comma-separated.
+RENAMED = {
+    "lr": "learning_rate",
+    "batch_size": "per_device_train_batch_size",
+    "grad_accum": "gradient_accumulation_steps",
+    "epochs": "num_train_epochs",
+    "descriptions": "use_descriptions",
+}
+LISTS: dict[str, Any] = {"lora_target_modules": str, "rewards": str, "reward_weights": float}
+NOT_CONFIG = {"output_dir", "recipe", "num_processes", "accelerate_config", "quiet", "verbose"}
+
+
+def _options(values: dict[str, Any]) -> dict[str, Any]:
+    """The command's parameters as config options (None = not given: the recipe or default applies)."""
+    return {
+        RENAMED.get(k, k): _split(v, LISTS[k]) if k in LISTS else v
+        for k, v in values.items()
+        if k not in NOT_CONFIG
+    }
+
+
 def _maybe_relaunch(recipe: Path | None, num_processes: int | None, accelerate_config: Path | None) -> None:
     from differad_cli.configs import load_recipe
     from differad_cli.launch import relaunch, should_relaunch
@@ -143,38 +164,13 @@ def register(app: typer.Typer) -> None:
         verbose: Verbose = False,
     ) -> None:
         """Cold start: SFT on <think>difference description</think><answer>box</answer> (answer-only loss)."""
+        values = dict(locals())
         apply_verbosity(quiet, verbose)
         _maybe_relaunch(recipe, num_processes, accelerate_config)
         from differad_cli import console
         from differad_cli.sft import train_cold
 
-        options = {
-            "pairs": pairs,
-            "model": model,
-            "max_steps": max_steps,
-            "learning_rate": lr,
-            "per_device_train_batch_size": batch_size,
-            "gradient_accumulation_steps": grad_accum,
-            "num_train_epochs": epochs,
-            "save_steps": save_steps,
-            "logging_steps": logging_steps,
-            "seed": seed,
-            "precision": precision,
-            "gradient_checkpointing": gradient_checkpointing,
-            "template": template,
-            "use_descriptions": descriptions,
-            "lora": lora,
-            "lora_r": lora_r,
-            "lora_alpha": lora_alpha,
-            "lora_dropout": lora_dropout,
-            "lora_target_modules": _split(lora_target_modules),
-            "merge_lora": merge_lora,
-            "resume": resume,
-            "freeze_vision": freeze_vision,
-            "eval_pairs": eval_pairs,
-            "eval_steps": eval_steps,
-            "trust_remote_code": trust_remote_code,
-        }
+        options = _options(values)
         result = train_cold(output_dir=output_dir, recipe=recipe, options=options)
         console.info(f"train-cold: done at step {result['global_step']}; model in {output_dir}")
 
@@ -234,6 +230,13 @@ def register(app: typer.Typer) -> None:
             bool | None,
             typer.Option("--difficulty-weighting/--no-difficulty-weighting", help="Scale group losses by w."),
         ] = None,
+        alpha: Annotated[float | None, typer.Option("--alpha", help="DCLR centre/scale mix (0.6).")] = None,
+        lam: Annotated[
+            float | None, typer.Option("--lam", help="DCLR consistency weight below tau (0.3).")
+        ] = None,
+        tau: Annotated[
+            float | None, typer.Option("--tau", help="DCLR IoU threshold, also p_miss's (0.3).")
+        ] = None,
         delta: Annotated[float | None, typer.Option("--delta", help="DCLR bonus above tau.")] = None,
         lora: Lora = None,
         lora_r: LoraR = None,
@@ -252,46 +255,12 @@ def register(app: typer.Typer) -> None:
         verbose: Verbose = False,
     ) -> None:
         """GRPO with DCLR, group-wise resampling and difficulty-aware weighting (paper III-B2)."""
+        values = dict(locals())
         apply_verbosity(quiet, verbose)
         _maybe_relaunch(recipe, num_processes, accelerate_config)
         from differad_cli import console
         from differad_cli.grpo import train_rl
 
-        options = {
-            "pairs": pairs,
-            "model": model,
-            "max_steps": max_steps,
-            "learning_rate": lr,
-            "per_device_train_batch_size": batch_size,
-            "gradient_accumulation_steps": grad_accum,
-            "num_train_epochs": epochs,
-            "save_steps": save_steps,
-            "logging_steps": logging_steps,
-            "seed": seed,
-            "precision": precision,
-            "gradient_checkpointing": gradient_checkpointing,
-            "template": template,
-            "task": task,
-            "rewards": _split(rewards),
-            "reward_weights": _split(reward_weights, float),
-            "num_generations": num_generations,
-            "temperature": temperature,
-            "max_completion_length": max_completion_length,
-            "beta": beta,
-            "max_resample": max_resample,
-            "difficulty_weighting": difficulty_weighting,
-            "delta": delta,
-            "lora": lora,
-            "lora_r": lora_r,
-            "lora_alpha": lora_alpha,
-            "lora_dropout": lora_dropout,
-            "lora_target_modules": _split(lora_target_modules),
-            "merge_lora": merge_lora,
-            "resume": resume,
-            "freeze_vision": freeze_vision,
-            "eval_pairs": eval_pairs,
-            "eval_steps": eval_steps,
-            "trust_remote_code": trust_remote_code,
-        }
+        options = _options(values)
         result = train_rl(output_dir=output_dir, recipe=recipe, options=options)
         console.info(f"train-rl: done at step {result['global_step']}; model in {output_dir}")
