@@ -1,4 +1,5 @@
-"""The whole chain through the real CLI (subprocesses), at the smallest size, checked against SPEC.
+"""The README's walkthrough, run as written through the real CLI (subprocesses), with every file it writes
+checked against SPEC's contracts. If the README's commands stop working, this test fails.
 
 synth -> tiny-model -> train-cold -> train-rl -> predict (diff) -> eval --pred -> eval --backend hf ->
 predict REF TGT --json --overlay. Each stage reads only what the previous one wrote on disk.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -21,19 +23,29 @@ from differad_cli.records import PRED_KEYS, check_files, read_pairs, read_predic
 
 pytestmark = pytest.mark.slow
 
+REPO = Path(__file__).resolve().parents[1]
 METRIC_KEYS = {
     "n", "n_ano", "n_nor", "acc_0.3", "f1_0.3", "miou", "miou_ano", "miou_nor",
     "image_precision", "image_recall", "image_f1", "invalid",
 }  # fmt: skip
+STAGES = ["synth", "synth", "tiny-model", "train-cold", "train-rl", "predict", "eval", "eval", "predict"]
 
 
-def differad(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def walkthrough() -> list[list[str]]:
+    """The `differad ...` commands of the README block between the walkthrough markers."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- walkthrough:start -->")[1].split("<!-- walkthrough:end -->")[0]
+    code = block.split("```bash")[1].split("```")[0].replace("\\\n", " ")
+    return [shlex.split(line)[1:] for line in code.splitlines() if line.strip().startswith("differad ")]
+
+
+def differad(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "differad_cli", *map(str, args)],
+        [sys.executable, "-m", "differad_cli", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    assert proc.returncode == 0, f"differad {' '.join(map(str, args))} failed:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"differad {shlex.join(args)} failed:\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr
     return proc
 
@@ -54,68 +66,51 @@ def check_manifest(path: Path, n: int) -> list:
     return pairs
 
 
-def check_run(run: Path, steps: int) -> None:
+def check_run(run: Path) -> None:
     assert (run / "config.json").is_file() and (run / "model.safetensors").is_file()
-    assert (run / f"checkpoint-{steps}").is_dir()
+    summary = json.loads((run / "train_summary.json").read_text())
+    steps = summary["global_step"]
+    assert steps > 0 and (run / f"checkpoint-{steps}").is_dir()
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert max(entry["step"] for entry in log) == steps
 
 
-def test_pipeline_through_the_cli(tmp_path: Path) -> None:
-    differad("synth", "--out", "data/train", "--n", "12", "--size", "64", "--seed", "0", cwd=tmp_path)
-    differad("synth", "--out", "data/test", "--n", "6", "--size", "64", "--seed", "1", cwd=tmp_path)
-    train = check_manifest(tmp_path / "data/train/pairs.jsonl", 12)
-    test = check_manifest(tmp_path / "data/test/pairs.jsonl", 6)
-    assert not np.array_equal(load_rgb(train[0].tgt), load_rgb(test[0].tgt))
+def test_readme_walkthrough_through_the_cli(tmp_path: Path) -> None:
+    commands = walkthrough()
+    assert [c[0] for c in commands] == STAGES, "the README walkthrough lost or reordered a stage"
+    (tmp_path / "recipes").symlink_to(REPO / "recipes")
+    outputs = [differad(args, tmp_path) for args in commands]
 
-    differad("tiny-model", "models/tiny", cwd=tmp_path)
+    train = check_manifest(tmp_path / "data/train/pairs.jsonl", 64)
+    test = check_manifest(tmp_path / "data/test/pairs.jsonl", 16)
+    assert not np.array_equal(load_rgb(train[0].tgt), load_rgb(test[0].tgt))  # another seed
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(tmp_path / "models/tiny").model_type == "qwen2_vl"
+    check_run(tmp_path / "runs/cold")
+    check_run(tmp_path / "runs/rl")
+    rl_log = (tmp_path / "runs/rl/train_log.jsonl").read_text()
+    assert "resample/degenerate_before" in rl_log and "difficulty/weight_mean" in rl_log
 
-    common = ["--max-steps", "2", "--batch-size", "4", "--save-steps", "1", "--seed", "0"]
-    differad(
-        "train-cold", "--pairs", "data/train/pairs.jsonl", "--model", "models/tiny",
-        "--output-dir", "runs/cold", *common, cwd=tmp_path,
-    )  # fmt: skip
-    check_run(tmp_path / "runs/cold", 2)
-    differad(
-        "train-rl", "--pairs", "data/train/pairs.jsonl", "--model", "runs/cold", "--output-dir", "runs/rl",
-        "--num-generations", "4", "--max-completion-length", "16", *common, cwd=tmp_path,
-    )  # fmt: skip
-    check_run(tmp_path / "runs/rl", 2)
-
-    out = differad("predict", "--pairs", "data/test/pairs.jsonl", "--out", "pred/diff.jsonl", cwd=tmp_path)
-    assert out.stdout == ""  # batch mode writes files only
-    preds = read_predictions(tmp_path / "pred/diff.jsonl")
+    assert outputs[5].stdout == ""  # batch predict writes files only
+    preds = read_predictions(tmp_path / "runs/pred-diff.jsonl")
     assert [p.id for p in preds] == [p.id for p in test]
-    raw = json.loads((tmp_path / "pred/diff.jsonl").read_text().splitlines()[0])
+    raw = json.loads((tmp_path / "runs/pred-diff.jsonl").read_text().splitlines()[0])
     assert set(PRED_KEYS) - {"score"} <= set(raw)
 
-    out = differad(
-        "eval", "--pairs", "data/test/pairs.jsonl", "--pred", "pred/diff.jsonl", "--out", "eval/diff",
-        "--json", cwd=tmp_path,
-    )  # fmt: skip
-    metrics = json.loads(out.stdout)  # stdout is the JSON document alone
-    assert metrics == json.loads((tmp_path / "eval/diff/metrics.json").read_text())
-    assert set(metrics["overall"]) >= METRIC_KEYS and metrics["overall"]["n"] == 6
+    metrics = json.loads((tmp_path / "runs/eval-diff/metrics.json").read_text())
+    assert set(metrics["overall"]) >= METRIC_KEYS and metrics["overall"]["n"] == 16
     assert all(0.0 <= v <= 1.0 for k, v in metrics["overall"].items() if k.startswith(("acc", "f1", "image")))
-    assert (tmp_path / "eval/diff/report.md").is_file()
+    assert (tmp_path / "runs/eval-diff/report.md").is_file()
+    assert list((tmp_path / "runs/eval-diff").rglob("*.png"))  # --overlays 4
 
-    out = differad(
-        "eval", "--pairs", "data/test/pairs.jsonl", "--backend", "hf", "--model", "runs/rl",
-        "--max-new-tokens", "16", "--out", "eval/rl", "--json", cwd=tmp_path,
-    )  # fmt: skip
-    rl_metrics = json.loads(out.stdout)
-    assert rl_metrics["overall"]["n"] == 6
-    assert len(read_predictions(tmp_path / "eval/rl/predictions.jsonl")) == 6
+    rl_metrics = json.loads(outputs[7].stdout)  # --json: stdout is the JSON document alone
+    assert rl_metrics == json.loads((tmp_path / "runs/eval-rl/metrics.json").read_text())
+    assert rl_metrics["overall"]["n"] == 16
+    assert len(read_predictions(tmp_path / "runs/eval-rl/predictions.jsonl")) == 16
 
-    anomalous = next(p for p in test if p.label == 1)
-    out = differad(
-        "predict", anomalous.ref, anomalous.tgt, "--json", "--overlay", "pred/overlay.png", cwd=tmp_path
-    )
-    result = json.loads(out.stdout)
+    result = json.loads(outputs[8].stdout)
     assert {"ref", "tgt", "box", "label", "valid", "text", "backend", "elapsed_ms"} <= set(result)
     assert result["backend"] == "diff" and len(result["box"]) == 4
-    overlay = load_rgb(tmp_path / "pred/overlay.png")
-    assert overlay.shape[1] >= 2 * anomalous.width  # reference beside target
+    overlay = load_rgb(tmp_path / "runs/overlay.png")
+    assert overlay.shape[1] >= 2 * test[1].width  # reference beside target

@@ -19,11 +19,11 @@ from differad_cli import console
 # Tiny-model training settings: fast on 2 CPU cores; a larger learning rate than the paper's so that a few
 # steps visibly move a randomly initialized model (the paper's values live in recipes/).
 COLD_OPTIONS: dict[str, Any] = {
-    "learning_rate": 2e-3,
-    "per_device_train_batch_size": 4,
+    "learning_rate": 5e-3,
+    "per_device_train_batch_size": 8,
     "gradient_accumulation_steps": 1,
-    "save_steps": 10,
-    "logging_steps": 5,
+    "save_steps": 100,
+    "logging_steps": 25,
     "precision": "fp32",
     "gradient_checkpointing": False,
 }
@@ -33,7 +33,7 @@ RL_OPTIONS: dict[str, Any] = {
     "per_device_train_batch_size": 4,
     "gradient_accumulation_steps": 1,
     "temperature": 0.9,
-    "max_completion_length": 48,
+    "max_completion_length": 96,  # a whole <think>...</think><answer>...</answer> of the tiny model
     "save_steps": 5,
     "logging_steps": 1,
     "precision": "fp32",
@@ -47,8 +47,8 @@ class DemoConfig:
     n_train: int = field(default=64, metadata={"help": "Synthetic training pairs."})
     n_test: int = field(default=32, metadata={"help": "Synthetic held-out pairs (another seed)."})
     size: int = field(default=128, metadata={"help": "Synthetic image size (pixels, square)."})
-    cold_steps: int = field(default=30, metadata={"help": "train-cold optimizer steps."})
-    rl_steps: int = field(default=8, metadata={"help": "train-rl optimizer steps."})
+    cold_steps: int = field(default=300, metadata={"help": "train-cold optimizer steps."})
+    rl_steps: int = field(default=10, metadata={"help": "train-rl optimizer steps."})
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
 
 
@@ -156,7 +156,11 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     metrics: dict[str, dict[str, Any]] = {}
     runs = (
         ("diff", paths["eval_diff"], PredictOptions(backend="diff", seed=cfg.seed)),
-        ("tiny-rl", paths["eval_tiny"], PredictOptions(backend="hf", model=str(paths["rl"]), seed=cfg.seed)),
+        (
+            "tiny-rl",
+            paths["eval_tiny"],
+            PredictOptions(backend="hf", model=str(paths["rl"]), max_new_tokens=128, seed=cfg.seed),
+        ),
     )
     for name, folder, opts in runs:
         with _stage(f"eval {name}", timings):

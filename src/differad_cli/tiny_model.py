@@ -120,11 +120,12 @@ def build_tiny_model(
 
     The folder is built under a temporary name and renamed into place, so an interrupted build leaves nothing.
     """
+    from differad_cli.models import image_only_processor_class, quiet_accelerator_probe
+
+    quiet_accelerator_probe()
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    from differad_cli.models import image_only_processor_class
 
     cfg = config or TinyModelConfig()
     out = Path(out_dir)
