@@ -237,7 +237,7 @@ def describe(result: DemoResult) -> str:
             f"  summary            {p['summary']}",
             "",
             "Held-out metrics (diff = training-free golden-template baseline; tiny-rl = the ~0.1M-parameter",
-            "tiny model after a short CPU cold start and GRPO: it proves the pipeline, not what a VLM reaches):",
+            "tiny model after a short CPU cold start and GRPO: it proves the pipeline, not a VLM's quality):",
             "",
             side_by_side(result.metrics),
             "",
