@@ -63,6 +63,11 @@ def _done(path: Path) -> bool:
     return path.exists()
 
 
+def _has_checkpoint(run: Path) -> bool:
+    """Resume a training stage only when an interrupted run left a checkpoint (no warning otherwise)."""
+    return any(run.glob("checkpoint-*"))
+
+
 def _stage(name: str, timings: dict[str, float]) -> Any:
     class _Timer:
         def __enter__(self) -> None:
@@ -132,7 +137,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                     "model": str(paths["tiny_model"]),
                     "max_steps": cfg.cold_steps,
                     "seed": cfg.seed,
-                    "resume": True,
+                    "resume": _has_checkpoint(paths["cold"]),
                 },
             )
 
@@ -146,7 +151,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                     "model": str(paths["cold"]),
                     "max_steps": cfg.rl_steps,
                     "seed": cfg.seed,
-                    "resume": True,
+                    "resume": _has_checkpoint(paths["rl"]),
                 },
             )
 

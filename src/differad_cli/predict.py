@@ -203,8 +203,13 @@ def predict_one(
     }
 
 
+MAX_EXPLANATION = 300  # characters on the human line; --json keeps the whole text
+
+
 def human_line(result: dict[str, Any]) -> str:
     why = explanation(result.get("text"))
+    if len(why) > MAX_EXPLANATION:
+        why = why[: MAX_EXPLANATION - 1].rstrip() + "…"
     why = f" — {why}" if why else ""
     if not result["valid"]:
         return f"invalid: the answer holds no readable box{why}"
