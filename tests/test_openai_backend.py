@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from cli_helpers import run_cli
 from differad_cli.images import load_rgb, save_png
 from differad_cli.openai_backend import EndpointError, OpenAIBackend, OpenAIConfig, chat_url
 from differad_cli.records import Pair
@@ -208,17 +208,6 @@ def test_bad_config_is_bad_input() -> None:
         backend("http://h:1", family="llava")
     with pytest.raises(BadInput, match="--model"):
         backend("http://h:1", model="")
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: object) -> int:
-    from differad_cli import cli
-
-    monkeypatch.setattr(sys, "argv", ["differad", *map(str, args)])
-    try:
-        cli.main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_cli_openai_json_and_down_endpoint(server, pair, monkeypatch, capsys) -> None:

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cli_helpers import run_cli
 from differad_cli.images import save_png
 
 SIZE = 32
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    from differad_cli import cli
-
-    monkeypatch.setattr(sys, "argv", ["differad", *map(str, args)])
-    try:
-        cli.main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def pattern(kind: str, seed: int = 0) -> np.ndarray:

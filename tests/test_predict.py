@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cli_helpers import run_cli
 from differad_cli.images import load_rgb, save_png
 from differad_cli.records import Prediction, read_pairs, read_predictions
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: object) -> int:
-    from differad_cli import cli
-
-    monkeypatch.setattr(sys, "argv", ["differad", *map(str, args)])
-    try:
-        cli.main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def textured(seed: int, size: int = 96) -> np.ndarray:
