@@ -61,7 +61,8 @@ def test_smart_resize_matches_transformers() -> None:
     # The reference implementation (torch-free module); the import is shared with the rest of the suite.
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as ref
 
-    for h, w in [(64, 64), (100, 37), (480, 640), (1080, 1920), (29, 4000), (3000, 3000)]:
+    sizes = [(64, 64), (100, 37), (480, 640), (1080, 1920), (29, 4000), (3000, 3000), (2, 256), (10, 133)]
+    for h, w in sizes:
         assert smart_resize(h, w) == ref(h, w)
         assert smart_resize(h, w, factor=32, max_pixels=256 * 256) == ref(
             h, w, factor=32, max_pixels=256 * 256
@@ -78,7 +79,14 @@ def test_normalized_families_round_trip() -> None:
 def test_qwen25_uses_resized_pixels() -> None:
     # 640x480 target processed to 644x476 (w, h): boxes scale by rw/w and rh/h.
     m = to_model((64, 48, 320, 240), "qwen2_5_vl", 640, 480, resized_hw=(476, 644))
-    assert m == (round(64 * 644 / 640), round(48 * 476 / 480), round(320 * 644 / 640), round(240 * 476 / 480))
+    # ground truth is rounded outward (floor the top-left, ceil the bottom-right): a box never shrinks
+    expected = (
+        math.floor(64 * 644 / 640),
+        math.floor(48 * 476 / 480),
+        math.ceil(320 * 644 / 640),
+        math.ceil(240 * 476 / 480),
+    )
+    assert m == expected
     back = from_model(m, "qwen2_5_vl", 640, 480, resized_hw=(476, 644))
     assert all(abs(a - b) <= 1 for a, b in zip(back, (64, 48, 320, 240), strict=True))
     # Without the processor's size the default smart_resize applies: 64x64 -> 56x56.

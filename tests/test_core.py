@@ -53,7 +53,7 @@ def test_mask_box_is_tight_and_exclusive() -> None:
 
 def test_coordinate_round_trips() -> None:
     b = (64, 32, 128, 200)
-    assert boxes.to_1000(b, 256, 256) == (250, 125, 500, 781)
+    assert boxes.to_1000(b, 256, 256) == (250, 125, 500, 782)  # outward: 781.25 -> 782
     assert boxes.from_1000(boxes.to_1000(b, 256, 256), 256, 256) == (64, 32, 128, 200)
     r = boxes.to_resized(b, 256, 256, 252, 252)
     back = boxes.from_resized(r, 256, 256, 252, 252)
@@ -61,6 +61,18 @@ def test_coordinate_round_trips() -> None:
     assert boxes.to_resized(b, 256, 256, 512, 512) == (128, 64, 256, 400)
     assert boxes.to_1000(boxes.ZERO_BOX, 100, 100) == boxes.ZERO_BOX
     assert boxes.from_1000((0, 0, 2000, 1500), 100, 50) == (0, 0, 100, 50)  # clipped
+
+
+def test_thin_boxes_never_collapse_when_scaled_down() -> None:
+    for w in (1024, 1600, 2448, 3000):
+        for x in range(0, w - 1, 7):
+            b = boxes.to_1000((x, 10, x + 1, 11), w, w)
+            assert b[2] > b[0] and b[3] > b[1] and b[2] <= 1000 and b != boxes.ZERO_BOX
+            r = boxes.to_resized((x, 10, x + 1, 11), w, w, 980, 980)
+            assert r[2] > r[0] and r[3] > r[1] and r[2] <= 980
+    assert boxes.to_1000((2999, 2999, 3000, 3000), 3000, 3000) == (999, 999, 1000, 1000)
+    big = boxes.to_1000((0, 0, 3000, 3000), 3000, 3000)
+    assert big == (0, 0, 1000, 1000)
 
 
 def test_order_and_clip() -> None:
@@ -205,3 +217,16 @@ def test_list_images_recursive_sorted_skips_hidden(tmp_path: Path) -> None:
     _png(tmp_path / ".hidden" / "3.png")
     (tmp_path / "notes.txt").write_text("x")
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ["a/1.JPG", "b/2.png"]
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from differad_cli.files import FILE_MODE
+    from differad_cli.records import write_jsonl
+
+    save_png(tmp_path / "x.png", np.zeros((4, 4, 3), np.uint8))
+    write_jsonl(tmp_path / "x.jsonl", [{"id": 1}])
+    for name in ("x.png", "x.jsonl"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == FILE_MODE  # not mkstemp's 0600

@@ -97,6 +97,7 @@ def test_eval_missing_and_unknown_predictions_are_reported(small_set: Path) -> N
 def test_eval_bad_input_exit_2(small_set: Path) -> None:
     pairs, pred, out = str(small_set / "pairs.jsonl"), str(small_set / "pred.jsonl"), str(small_set / "o")
     (small_set / "bad.jsonl").write_text('{"id": "p0", "box": [1,2,3,4]}\n{"id": broken\n')
+    (small_set / "latin1.jsonl").write_bytes('{"id": "p0", "category": "Größe"}\n'.encode("latin-1"))
     write_jsonl(
         small_set / "dup.jsonl", [{"id": "p0", "box": [0, 0, 0, 0]}, {"id": "p0", "box": [0, 0, 0, 0]}]
     )
@@ -108,7 +109,13 @@ def test_eval_bad_input_exit_2(small_set: Path) -> None:
         "file not found": ["--pairs", pairs, "--pred", str(small_set / "nope.jsonl"), "--out", out],
         "anomaly map(s) missing": ["--pairs", pairs, "--maps", str(small_set / "img"), "--out", out],
         "must be in (0, 1]": ["--pairs", pairs, "--pred", pred, "--out", out, "--iou-threshold", "0"],
-    }
+        "exactly one of --pred PRED.jsonl, --maps DIR, or a backend": [
+            "--pairs", pairs, "--pred", pred, "--backend", "diff", "--out", out,
+        ],
+        "is a file": ["--pairs", pairs, "--pred", pred, "--out", pairs],
+        "not UTF-8": ["--pairs", str(small_set / "latin1.jsonl"), "--pred", pred, "--out", out],
+        "--seed": ["--pairs", pairs, "--maps", str(small_set), "--seed", "-1", "--out", out],
+    }  # fmt: skip
     for needle, args in cases.items():
         res = runner.invoke(app, ["eval", *args])
         assert res.exit_code == 2, (needle, res.output)
@@ -203,3 +210,19 @@ def test_eval_maps_cli(tmp_path: Path) -> None:
     assert m["overall"]["miou"] > 0.9
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert sorted(p["split"] for p in preds).count("cal") == 12
+
+
+def test_load_map_inf_is_most_anomalous_and_empty_file_is_bad_input(tmp_path: Path) -> None:
+    from differad_cli.errors import BadInput
+
+    a = np.full((64, 64), 0.1, np.float32)
+    a[10:20, 30:40] = np.inf
+    a[50:52, 0:2] = 0.5
+    a[0, 0] = np.nan
+    np.save(tmp_path / "m.npy", a)
+    m = load_map(tmp_path / "m.npy")
+    assert np.isfinite(m).all() and m[15, 35] == m.max() == 0.5 and m[0, 0] == m.min()
+    assert map_box(m, 0.25) == (30, 10, 40, 20)  # the +inf block is the largest region
+    (tmp_path / "empty.npy").write_bytes(b"")
+    with pytest.raises(BadInput, match="cannot read anomaly map"):
+        load_map(tmp_path / "empty.npy")

@@ -83,3 +83,16 @@ def test_perfect_predictions() -> None:
     m = score(PAIRS, preds)["overall"]
     for key in ("acc_0.3", "f1_0.3", "miou", "miou_ano", "miou_nor", "image_f1"):
         assert m[key] == pytest.approx(1.0), key
+
+
+def test_prediction_boxes_follow_spec_rules() -> None:
+    pairs = [_pair("r", A_BOX, "A", None), _pair("d", ZERO, "A", None), _pair("o", A_BOX, "A", None)]
+    x1, y1, x2, y2 = A_BOX
+    preds = {
+        "r": Prediction("r", (x2, y2, x1, y1), True),  # reversed corners are swapped: IoU 1
+        "d": Prediction("d", (5, 5, 5, 5), True),  # degenerate: invalid, not a flag on a normal image
+        "o": Prediction("o", (x1 - 500, y1, x2, y2), True),  # clipped to the 100x100 image first
+    }
+    s = score(pairs, preds)["overall"]
+    assert s["invalid"] == 1 and s["image_precision"] == 1.0
+    assert s["miou_ano"] == pytest.approx(1.0)  # unclipped, "o" would score 100/5100

@@ -210,3 +210,21 @@ def test_loc_rewards_bounded_and_ordered(pred: tuple, gt: tuple) -> None:
     for fn in (dclr, iou_only, consistency_only, dclr_released):
         assert 0.0 <= fn(pred, gt) <= 1.0 + 1e-9
     assert dclr(pred, gt) >= iou_only(pred, gt) - 1e-12
+
+
+def test_loc_rewards_clip_answers_to_the_model_frame_like_eval() -> None:
+    from differad_cli.rewards import get_reward
+
+    dclr_fn = get_reward("dclr")
+    overshoot = "<think>x</think><answer>(-100,-100),(1100,1100)</answer>"
+    outside = "<think>x</think><answer>(-60,-60),(-20,-20)</answer>"
+    gt = [[0, 0, 1000, 1000]] * 2
+    clipped = dclr_fn([overshoot, outside], gt_box=gt, label=[1, 1], extent=[[1000, 1000]] * 2)
+    assert clipped == [1.0, 0.0]  # eval clips the first to the whole image and finds the second invalid
+    raw = dclr_fn([overshoot, outside], gt_box=gt, label=[1, 1])
+    assert raw[0] < 1.0 and raw[1] > 0.0  # without the frame nothing is clipped (what the extent fixes)
+    staged = get_reward("staged")
+    text = "<think><region>r</region><analysis>a</analysis><decision>anomalous</decision></think>"
+    assert staged(
+        [text + "<answer>(-60,-60),(-20,-20)</answer>"], gt_box=gt[:1], label=[1], extent=[1000, 1000]
+    ) == [0.5]

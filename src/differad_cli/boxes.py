@@ -94,11 +94,22 @@ def scale_box(box: Sequence[float], sx: float, sy: float) -> Box:
     return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
+def outward_box(box: Sequence[float], width: int, height: int) -> IntBox:
+    """Integer box covering ``box`` (floor x1/y1, ceil x2/y2), clipped to the frame and at least one unit wide
+    and high: a thin ground-truth box never collapses into a degenerate or zero box when scaled down."""
+    eps = 1e-9
+    x1 = min(max(math.floor(box[0] + eps), 0), width - 1)
+    y1 = min(max(math.floor(box[1] + eps), 0), height - 1)
+    x2 = min(max(math.ceil(box[2] - eps), x1 + 1), width)
+    y2 = min(max(math.ceil(box[3] - eps), y1 + 1), height)
+    return (x1, y1, x2, y2)
+
+
 def to_1000(box: Sequence[float], width: int, height: int) -> IntBox:
-    """Target pixels -> integers normalized to 0-1000 (Qwen2-VL / Qwen3-VL convention)."""
+    """Target pixels -> integers normalized to 0-1000 (Qwen2-VL / Qwen3-VL convention), rounded outward."""
     if is_zero(box):
         return ZERO_BOX
-    return round_box(clip_box(scale_box(box, 1000.0 / width, 1000.0 / height), 1000, 1000))
+    return outward_box(scale_box(box, 1000.0 / width, 1000.0 / height), 1000, 1000)
 
 
 def from_1000(box: Sequence[float], width: int, height: int) -> IntBox:
@@ -109,10 +120,10 @@ def from_1000(box: Sequence[float], width: int, height: int) -> IntBox:
 
 
 def to_resized(box: Sequence[float], width: int, height: int, rwidth: int, rheight: int) -> IntBox:
-    """Target pixels -> pixels of the processor-resized image (Qwen2.5-VL convention)."""
+    """Target pixels -> pixels of the processor-resized image (Qwen2.5-VL convention), rounded outward."""
     if is_zero(box):
         return ZERO_BOX
-    return round_box(clip_box(scale_box(box, rwidth / width, rheight / height), rwidth, rheight))
+    return outward_box(scale_box(box, rwidth / width, rheight / height), rwidth, rheight)
 
 
 def from_resized(box: Sequence[float], width: int, height: int, rwidth: int, rheight: int) -> IntBox:

@@ -88,8 +88,8 @@ def smart_resize(
         raise BadInput(f"image size must be positive, got {width}x{height}")
     if max(height, width) / min(height, width) > 200:
         raise BadInput(f"aspect ratio of a {width}x{height} image exceeds Qwen-VL's limit of 200")
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
+    h_bar = round(height / factor) * factor  # may be 0 for a side < factor/2: the min_pixels branch fixes it
+    w_bar = round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt((height * width) / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)

@@ -20,6 +20,7 @@ import numpy as np
 
 from differad_cli import console
 from differad_cli.errors import BadInput
+from differad_cli.files import publish
 from differad_cli.images import load_rgb
 
 EMBEDDERS = ("pixel", "clip")
@@ -254,7 +255,7 @@ class EmbeddingCache:
                 keys = np.array(list(self.table), dtype=str)
                 vecs = np.stack(list(self.table.values())) if self.table else np.zeros((0, self.embedder.dim))
                 np.savez(f, keys=keys, vecs=vecs.astype(np.float32))
-            os.replace(tmp, self.path)
+            publish(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -251,15 +251,17 @@ def load_map(path: str | Path, width: int | None = None, height: int | None = No
                 arr = arr[:, :, :3].max(axis=2)
             if arr.dtype in (np.uint8, np.uint16):  # a quantized [0, 1] map: comparable with .npy maps
                 arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
-    except (OSError, ValueError) as e:
-        raise BadInput(f"cannot read anomaly map {p}: {e}") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise BadInput(f"cannot read anomaly map {p}: {e or type(e).__name__}") from None
     arr = np.squeeze(np.asarray(arr))
     if arr.ndim != 2 or arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
         raise BadInput(f"anomaly map {p} must be a 2-D numeric array, got shape {arr.shape} ({arr.dtype})")
     a = arr.astype(np.float32)
     finite = np.isfinite(a)
-    if not finite.all():
-        a = np.where(finite, a, a[finite].min() if finite.any() else 0.0).astype(np.float32)
+    if not finite.all():  # +inf is the most anomalous value a tool can write, NaN/-inf the least
+        lo = float(a[finite].min()) if finite.any() else 0.0
+        hi = float(a[finite].max()) if finite.any() else 0.0
+        a = np.nan_to_num(a, nan=lo, posinf=hi, neginf=lo).astype(np.float32)
     if width is not None and height is not None and a.shape != (height, width):
         a = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
     return a

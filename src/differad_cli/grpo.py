@@ -137,14 +137,20 @@ def resample_groups(
     return rewards, stats
 
 
-def batch_scores(texts: Sequence[str], gt_boxes: Sequence[Any], labels: Sequence[Any]) -> np.ndarray:
+def batch_scores(
+    texts: Sequence[str],
+    gt_boxes: Sequence[Any],
+    labels: Sequence[Any],
+    extents: Sequence[Any] | None = None,
+) -> np.ndarray:
     """Per-sample SPEC score on the model's coordinates: IoU for anomalous rows, 1/0 for normal rows."""
     from differad_cli.boxes import iou, is_zero
-    from differad_cli.parsing import parse_answer
+    from differad_cli.parsing import clip_to_extent, parse_answer
 
+    extents = extents if extents is not None else [None] * len(texts)
     out = np.zeros(len(texts), dtype=np.float64)
-    for i, (text, gt, label) in enumerate(zip(texts, gt_boxes, labels, strict=True)):
-        pred = parse_answer(text)
+    for i, (text, gt, label, ext) in enumerate(zip(texts, gt_boxes, labels, extents, strict=True)):
+        pred = clip_to_extent(parse_answer(text), ext)
         if int(label) == 0:
             out[i] = 1.0 if pred is not None and is_zero(pred) else 0.0
         elif pred is not None and not is_zero(pred):
@@ -294,7 +300,10 @@ def _trainer_class() -> type:
             for k, v in stats.items():
                 metrics[k].append(v)
             local = batch_scores(
-                self._last_texts, [x.get("gt_box") for x in inputs], [x.get("label", 1) for x in inputs]
+                self._last_texts,
+                [x.get("gt_box") for x in inputs],
+                [x.get("label", 1) for x in inputs],
+                [x.get("extent") for x in inputs],
             )
             scores = self.accelerator.gather(torch.as_tensor(local, dtype=torch.float32, device=device))
             metrics["batch/iou"].append(float(scores.mean()))
@@ -333,7 +342,7 @@ def __getattr__(name: str) -> Any:
 def rl_dataset(pairs: list[Pair], cfg: RLConfig, family: str, resize: dict[str, int], seed: int) -> Any:
     """Lazy GRPO rows: prompt (seeded paraphrase), [reference, target], gt_box in model coordinates."""
     from differad_cli.prompts import build_messages
-    from differad_cli.training import lazy_dataset, model_box, pair_images, prompt_rng
+    from differad_cli.training import lazy_dataset, model_box, model_extent, pair_images, prompt_rng
 
     def row(i: int) -> dict[str, Any]:
         pair = pairs[i]
@@ -342,6 +351,7 @@ def rl_dataset(pairs: list[Pair], cfg: RLConfig, family: str, resize: dict[str, 
             "prompt": build_messages(cfg.template, rng=rng),
             "images": pair_images(pair),
             "gt_box": list(model_box(pair, family, resize)),
+            "extent": model_extent(pair, family, resize),
             "label": pair.label,
             "id": pair.id,
         }

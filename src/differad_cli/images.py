@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from differad_cli.errors import ImageError
+from differad_cli.files import publish
 
 # Refuse decompression bombs ourselves (PIL's own limit only warns below 2x its default).
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -131,7 +132,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, p)
+        publish(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from differad_cli.boxes import iou_many
+from differad_cli.boxes import clip_box, iou_many, order_box
 from differad_cli.records import Pair, Prediction
 
 COUNT_KEYS = ("n", "n_ano", "n_nor", "invalid", "missing")
@@ -53,6 +53,15 @@ class SampleScores:
     pred_box: np.ndarray  # (N, 4) predicted boxes in target pixels (zero when invalid)
 
 
+def _checked(box: tuple[int, int, int, int], width: int, height: int) -> tuple[float, ...] | None:
+    """SPEC's rules for a prediction record's box: corners ordered, clipped to the image; the zero box stays;
+    a box that is degenerate (or emptied by clipping) makes the prediction invalid."""
+    if box == (0, 0, 0, 0):
+        return box
+    x1, y1, x2, y2 = clip_box(order_box(box), width, height)
+    return None if x2 <= x1 or y2 <= y1 else (x1, y1, x2, y2)
+
+
 def sample_scores(pairs: list[Pair], preds: Mapping[str, Prediction]) -> SampleScores:
     """Per-sample scores; a pair without a prediction counts as invalid."""
     n = len(pairs)
@@ -68,8 +77,10 @@ def sample_scores(pairs: list[Pair], preds: Mapping[str, Prediction]) -> SampleS
         if p is None:
             missing[i] = True
         elif p.valid:
-            valid[i] = True
-            pb[i] = p.box
+            box = _checked(p.box, pair.width, pair.height)
+            if box is not None:
+                valid[i] = True
+                pb[i] = box
     pb[~valid] = 0.0
     nonzero = pb.any(axis=1)
     flagged = valid & nonzero

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 from differad_cli.boxes import ZERO_BOX, IntBox
 
@@ -104,6 +105,24 @@ def count_boxes(span: str) -> int:
 def is_box_only(span: str) -> bool:
     """True when ``span`` is exactly one box in an accepted form (and nothing else but whitespace)."""
     return BOX_ONLY_RE.fullmatch(span) is not None and count_boxes(span) == 1
+
+
+def clip_to_extent(
+    box: tuple[float, float, float, float] | None, extent: Sequence[float] | None
+) -> tuple[float, float, float, float] | None:
+    """A parsed box clipped to the model's frame (width, height); None when clipping empties it.
+
+    Rewards use this with the frame of the model's coordinates (1000 x 1000, or the resized image), so
+    training scores an answer exactly as eval does after converting it to target pixels.
+    """
+    if box is None or extent is None or box == (0.0, 0.0, 0.0, 0.0):
+        return box
+    w, h = float(extent[0]), float(extent[1])
+    x1, y1 = min(max(box[0], 0.0), w), min(max(box[1], 0.0), h)
+    x2, y2 = min(max(box[2], 0.0), w), min(max(box[3], 0.0), h)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return (x1, y1, x2, y2)
 
 
 def parse_prediction(

@@ -17,6 +17,7 @@ from typing import Any
 
 from differad_cli.boxes import ZERO_BOX, IntBox
 from differad_cli.errors import BadInput
+from differad_cli.files import publish
 
 PAIR_KEYS = (
     "id", "ref", "tgt", "mask", "box", "label", "width", "height",
@@ -43,8 +44,13 @@ def iter_jsonl(
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"file not found: {p}")
-    with p.open("r", encoding="utf-8") as f:
-        lines = f.readlines()
+    try:
+        with p.open("r", encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{p}: not UTF-8 text (byte {e.start}); expected a JSONL file") from None
+    except IsADirectoryError:
+        raise BadInput(f"{p} is a folder, expected a JSONL file") from None
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -72,7 +78,7 @@ def atomic_write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> No
             for line in lines:
                 f.write(line)
                 f.write("\n")
-        os.replace(tmp, p)
+        publish(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -17,7 +17,7 @@ import numpy as np
 from differad_cli.boxes import area, center, diag, is_zero
 from differad_cli.boxes import iou as box_iou
 from differad_cli.errors import BadInput
-from differad_cli.parsing import is_box_only, parse_answer
+from differad_cli.parsing import clip_to_extent, is_box_only, parse_answer
 
 BoxLike = Sequence[float]
 RewardFn = Callable[..., list[float]]
@@ -155,7 +155,9 @@ def decision_of(text: str) -> int | None:
     return None if box is None else int(not is_zero(box))
 
 
-def staged_reward(text: str, gt: BoxLike, label: int, **params: Any) -> float:
+def staged_reward(
+    text: str, gt: BoxLike, label: int, *, extent: Sequence[float] | None = None, **params: Any
+) -> float:
     """Seed 002's continuous decision + localization reward, in [0, 1]:
 
         R = c * (1/2 + 1/2 * q)
@@ -168,7 +170,7 @@ def staged_reward(text: str, gt: BoxLike, label: int, **params: Any) -> float:
     decision = decision_of(text)
     if decision is None or decision != int(label):
         return 0.0
-    pred = parse_answer(text)
+    pred = clip_to_extent(parse_answer(text), extent)
     if int(label) == 0:
         q = 1.0 if pred is not None and is_zero(pred) else 0.0
     else:
@@ -267,12 +269,28 @@ def _safe(v: float) -> float:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else 0.0
 
 
+def _extents(value: Any, n: int) -> list[Any]:
+    """Per-row model frames (width, height); one pair of numbers is broadcast; None = do not clip."""
+    if value is None:
+        return [None] * n
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) for v in value)
+    ):
+        return [value] * n
+    return _column(value, n, is_box=False)
+
+
 def _loc_callable(name: str, fn: Callable[..., float], params: dict[str, Any]) -> RewardFn:
-    def reward(completions: list[Any], gt_box: Any = None, label: Any = None, **_: Any) -> list[float]:
+    def reward(
+        completions: list[Any], gt_box: Any = None, label: Any = None, extent: Any = None, **_: Any
+    ) -> list[float]:
+        """``extent`` (the model frame per row) clips answers as eval does; without it nothing is clipped."""
         n = len(completions)
         boxes, labels = _column(gt_box, n, is_box=True), _column(label, n, is_box=False)
         out: list[float] = []
-        for c, b, lab in zip(completions, boxes, labels, strict=True):
+        for c, b, lab, ext in zip(completions, boxes, labels, _extents(extent, n), strict=True):
             try:
                 gt = _gt(b, lab)
                 if gt is None:
@@ -281,7 +299,8 @@ def _loc_callable(name: str, fn: Callable[..., float], params: dict[str, Any]) -
                 box, lab_ = gt
                 if lab_ == 0:
                     box = (0.0, 0.0, 0.0, 0.0)  # a normal row is normal whatever its box says
-                out.append(_safe(fn(parse_answer(completion_text(c)), box, **params)))
+                pred = clip_to_extent(parse_answer(completion_text(c)), ext)
+                out.append(_safe(fn(pred, box, **params)))
             except Exception:
                 out.append(0.0)
         return out
@@ -307,15 +326,18 @@ def _text_callable(name: str, fn: Callable[[str], float]) -> RewardFn:
 
 
 def _staged_callable(params: dict[str, Any]) -> RewardFn:
-    def reward(completions: list[Any], gt_box: Any = None, label: Any = None, **_: Any) -> list[float]:
+    def reward(
+        completions: list[Any], gt_box: Any = None, label: Any = None, extent: Any = None, **_: Any
+    ) -> list[float]:
         n = len(completions)
         boxes, labels = _column(gt_box, n, is_box=True), _column(label, n, is_box=False)
         out: list[float] = []
-        for c, b, lab in zip(completions, boxes, labels, strict=True):
+        for c, b, lab, ext in zip(completions, boxes, labels, _extents(extent, n), strict=True):
             try:
                 gt = _gt(b, lab)
+                text = completion_text(c)
                 out.append(
-                    0.0 if gt is None else _safe(staged_reward(completion_text(c), gt[0], gt[1], **params))
+                    0.0 if gt is None else _safe(staged_reward(text, gt[0], gt[1], extent=ext, **params))
                 )
             except Exception:
                 out.append(0.0)

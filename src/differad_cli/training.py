@@ -53,12 +53,23 @@ def check_template(name: str) -> str:
     return name
 
 
+def _resized(pair: Pair, family: str, resize: dict[str, int]) -> tuple[int, int] | None:
+    from differad_cli.coords import smart_resize
+
+    return smart_resize(pair.height, pair.width, **resize) if family == "qwen2_5_vl" else None
+
+
 def model_box(pair: Pair, family: str, resize: dict[str, int]) -> tuple[int, int, int, int]:
     """The pair's box in the family's answer coordinates (what the model is taught to write)."""
-    from differad_cli.coords import smart_resize, to_model
+    from differad_cli.coords import to_model
 
-    resized = smart_resize(pair.height, pair.width, **resize) if family == "qwen2_5_vl" else None
-    return to_model(pair.box, family, pair.width, pair.height, resized)
+    return to_model(pair.box, family, pair.width, pair.height, _resized(pair, family, resize))
+
+
+def model_extent(pair: Pair, family: str, resize: dict[str, int]) -> list[int]:
+    """(width, height) of the frame the family answers in: rewards clip answers to it, as eval does."""
+    resized = _resized(pair, family, resize)
+    return [1000, 1000] if resized is None else [resized[1], resized[0]]
 
 
 def pair_images(pair: Pair) -> list[Any]:

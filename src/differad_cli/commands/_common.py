@@ -10,7 +10,9 @@ from differad_cli import console
 
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors on stderr.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Debug output and full tracebacks.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed for every random choice (reproducible by default).")]
+Seed = Annotated[
+    int, typer.Option("--seed", min=0, help="Seed for every random choice (reproducible by default).")
+]
 
 
 def apply_verbosity(quiet: bool, verbose: bool) -> None:

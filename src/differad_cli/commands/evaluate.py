@@ -87,7 +87,7 @@ def eval_command(
 ) -> None:
     apply_verbosity(quiet, verbose)
     opts = None
-    if pred is None and maps is None and (backend or model or endpoint):
+    if backend or model or endpoint:  # run_eval refuses it beside --pred/--maps
         opts = predict_options(
             backend=backend, model=model, template=template, batch_size=batch_size,
             max_new_tokens=max_new_tokens, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
@@ -124,6 +124,9 @@ def run_eval(
     """
     if sum(x is not None for x in (pred, maps, backend)) != 1:
         raise BadInput("give exactly one of --pred PRED.jsonl, --maps DIR, or a backend (--backend/--model)")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} is a file; give a folder for metrics.json and report.md")
     from differad_cli import console
     from differad_cli.evaluate import evaluate, evaluate_maps
     from differad_cli.records import read_pairs, read_predictions
