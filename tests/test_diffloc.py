@@ -99,3 +99,13 @@ def test_flat_and_tiny_images_do_not_crash() -> None:
     assert res.anomalous
     assert res.box[0] <= 2 and res.box[1] <= 2 and res.box[2] >= 6 and res.box[3] >= 6  # blur widens it
     assert "no region" in localize(flat, flat).explanation()
+
+
+def test_explanation_reports_how_the_target_moved_from_the_reference() -> None:
+    ref = scene(4)
+    res = localize(ref, move(ref, 8.0, 5.0, 0.0))
+    assert abs(res.shift[0] - 8.0) < 0.5 and abs(res.shift[1] - 5.0) < 0.5, res.shift
+    assert "target moved (+8.0, +5.0) px" in res.explanation()
+    res = localize(ref, move(ref, 8.0, 5.0, 3.0))  # rotated about the centre: the centre moved (8, 5)
+    assert abs(res.shift[0] - 8.0) < 0.5 and abs(res.shift[1] - 5.0) < 0.5, res.shift
+    assert abs(res.rotation - 3.0) < 0.3 and "rotated +3.0" in res.explanation()

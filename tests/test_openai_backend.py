@@ -65,6 +65,15 @@ def make_handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, kind: str, n: int) -> None:
             content = ANSWER
+            if kind == "short" or (kind == "shortfirst" and n == 1):  # body shorter than Content-Length
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                self.wfile.write(b'{"choices": ')
+                return None
+            if kind == "nothttp":  # not an HTTP status line at all
+                self.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+                return None
             if kind == "slow" or (kind == "slowfirst" and n == 1):
                 time.sleep(0.6)
             if kind == "busy":
@@ -79,6 +88,8 @@ def make_handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
                 content = "I am sorry, I cannot see images."
             if kind == "small":
                 content = "<answer>(10,20),(50,40)</answer>"
+            if kind == "big":
+                content = "<answer>(600,400),(1000,800)</answer>"
             if kind == "parts":
                 body = {"choices": [{"message": {"content": [{"type": "text", "text": ANSWER}]}}]}
                 return self._send(200, json.dumps(body).encode())
@@ -166,6 +177,50 @@ def test_transient_errors_are_retried(server, pair) -> None:
     assert stub.counts["flaky"] == 3  # two 503s, then success
     pred = backend(f"{url}/slowfirst", timeout=0.3).predict([pair])[0]
     assert pred.valid and stub.counts["slowfirst"] == 2  # first attempt timed out
+
+
+def test_broken_http_replies_are_transient(server, pair) -> None:
+    url, stub = server
+    pred = backend(f"{url}/shortfirst").predict([pair])[0]  # IncompleteRead once, then an answer
+    assert pred.valid and stub.counts["shortfirst"] == 2
+    with pytest.raises(EndpointError, match=r"failed after 2 attempt\(s\): bad HTTP reply.*IncompleteRead"):
+        backend(f"{url}/short", retries=1).predict([pair])
+    assert stub.counts["short"] == 2
+    with pytest.raises(EndpointError, match=r"failed after 2 attempt\(s\): bad HTTP reply.*BadStatusLine"):
+        backend(f"{url}/nothttp", retries=1).predict([pair])
+    assert stub.counts["nothttp"] == 2
+
+
+def test_cli_broken_http_reply_exits_2(server, pair, monkeypatch, capsys) -> None:
+    url, _ = server
+    args = ("predict", pair.ref, pair.tgt, "--endpoint", f"{url}/nothttp", "--model", "m", "--retries", 0)
+    assert run_cli(monkeypatch, *args) == 2
+    err = capsys.readouterr().err
+    assert "failed after 1 attempt(s)" in err and "Traceback" not in err
+
+
+def test_qwen2_5_vl_pixel_limits_default_to_qwen25_and_reach_the_backend(
+    server, tmp_path, monkeypatch, capsys
+) -> None:
+    from differad_cli.predict import PredictOptions, make_backend
+
+    url, _ = server
+    save_png(tmp_path / "r.png", np.full((1000, 1200, 3), 90, np.uint8))
+    save_png(tmp_path / "t.png", np.full((1000, 1200, 3), 91, np.uint8))
+    base = ["predict", tmp_path / "r.png", tmp_path / "t.png", "--endpoint", f"{url}/big", "--model", "m"]
+    base += ["--family", "qwen2_5_vl", "--json"]
+    # Qwen2.5-VL's processor keeps 1200x1000 at 1204x1008 (max_pixels 12845056): (600,400) -> ~(598,397)
+    assert run_cli(monkeypatch, *base) == 0
+    assert json.loads(capsys.readouterr().out)["box"] == [598, 397, 997, 794]
+    # a server started with max_pixels=1003520 resizes to 1092x896: the same answer is another box
+    assert run_cli(monkeypatch, *base, "--max-pixels", 1003520) == 0
+    assert json.loads(capsys.readouterr().out)["box"] == [659, 446, 1099, 893]
+    opts = PredictOptions(endpoint=url, model="m", family="qwen2_5_vl", min_pixels=1000, max_pixels=5000)
+    cfg = make_backend(opts).cfg  # type: ignore[attr-defined]
+    assert (cfg.min_pixels, cfg.max_pixels) == (1000, 5000)
+    assert (PredictOptions().min_pixels, PredictOptions().max_pixels) == (3136, 12845056)
+    assert run_cli(monkeypatch, *base, "--min-pixels", 0) == 2
+    assert "--min-pixels" in capsys.readouterr().err
 
 
 def test_slow_endpoint_clear_error_after_bounded_retries(server, pair) -> None:

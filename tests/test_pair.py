@@ -206,3 +206,21 @@ def test_mask_component_box_largest_and_count() -> None:
     m = two_component_mask() > 0
     m[0, 31] = True  # a third, one-pixel component
     assert mask_component_box(m) == ((18, 15, 30, 25), 3)
+
+
+def test_out_that_would_destroy_an_input_or_is_a_folder_exits_2_before_any_work(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    cat = make_mvtec(tmp_path / "d")
+    image = cat / "train" / "good" / "000.png"
+    before = image.read_bytes()
+    assert run_cli(monkeypatch, "pair", "--data", cat, "--out", image) == 2
+    err = capsys.readouterr().err
+    assert "names an image" in err and "Traceback" not in err
+    assert image.read_bytes() == before
+    assert run_cli(monkeypatch, "pair", "--data", cat, "--out", tmp_path / "d") == 2
+    assert "is a folder" in capsys.readouterr().err
+    (tmp_path / "f").write_text("x")
+    assert run_cli(monkeypatch, "pair", "--data", cat, "--out", tmp_path / "f" / "p.jsonl") == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert not list(tmp_path.rglob(".differad-embed-*"))  # nothing embedded or cached

@@ -132,6 +132,63 @@ def test_batch_mode_resumes_after_interruption(synth_pairs: Path, tmp_path, monk
     assert len(seen) == len(ids)
 
 
+def test_resume_survives_options_that_do_not_change_answers(synth_pairs: Path, tmp_path, monkeypatch) -> None:
+    from differad_cli import predict as P
+
+    seen: list[str] = []
+
+    class Stop:
+        def predict(self, pairs):
+            if len(seen) >= 4:
+                raise KeyboardInterrupt
+            seen.extend(p.id for p in pairs)
+            return [Prediction(p.id, (0, 0, 0, 0), True, "ok") for p in pairs]
+
+    out = tmp_path / "preds.jsonl"
+    monkeypatch.setattr(P, "make_backend", lambda o: Stop())
+    with pytest.raises(KeyboardInterrupt):
+        P.predict_file(synth_pairs, out, P.PredictOptions(), chunk=4)
+    assert len(seen) == 4
+    seen.clear()
+
+    class All:
+        def predict(self, pairs):
+            seen.extend(p.id for p in pairs)
+            return [Prediction(p.id, (0, 0, 0, 0), True, "ok") for p in pairs]
+
+    monkeypatch.setattr(P, "make_backend", lambda o: All())
+    other = P.PredictOptions(timeout=5.0, retries=0, device="cpu", concurrency=9, batch_size=2)
+    preds = P.predict_file(synth_pairs, out, other, chunk=4)
+    n = len(read_pairs(synth_pairs))
+    assert len(preds) == n and len(seen) == n - 4  # the 4 finished predictions were kept
+
+
+def _bad_out(monkeypatch, capsys, *args: object) -> str:
+    code = run_cli(monkeypatch, "predict", *args)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_batch_out_is_checked_before_any_work(synth_pairs: Path, tmp_path, monkeypatch, capsys) -> None:
+    from differad_cli import predict as P
+
+    monkeypatch.setattr(P, "make_backend", lambda o: pytest.fail("no prediction may run"))
+    before = synth_pairs.read_bytes()
+    assert "replace the input" in _bad_out(monkeypatch, capsys, "--pairs", synth_pairs, "--out", synth_pairs)
+    assert synth_pairs.read_bytes() == before
+    folder = tmp_path / "odir"
+    folder.mkdir()
+    assert "is a folder" in _bad_out(monkeypatch, capsys, "--pairs", synth_pairs, "--out", folder)
+    assert list(tmp_path.glob(".odir*")) == [] and list(folder.iterdir()) == []
+    (tmp_path / "afile").write_text("x")
+    err = _bad_out(monkeypatch, capsys, "--pairs", synth_pairs, "--out", tmp_path / "afile" / "p.jsonl")
+    assert "not a folder" in err
+    assert "names an image" in _bad_out(
+        monkeypatch, capsys, "--pairs", synth_pairs, "--out", tmp_path / "x.png"
+    )
+
+
 def test_explanation_and_human_line() -> None:
     from differad_cli.predict import explanation, human_line
 

@@ -17,8 +17,10 @@ from differad_cli.synth import (
     blend,
     foreground_mask,
     jitter_rotate,
+    jitter_rotate_defect,
     n_components,
     one_component,
+    rotate_mask,
     synthesize_pair,
 )
 
@@ -155,6 +157,53 @@ def test_jitter_rotate_moves_mask_with_image() -> None:
     assert (bright & out_m).sum() / (bright | out_m).sum() > 0.9
     darker, _ = jitter_rotate(np.full((8, 8, 3), 100, np.uint8), None, 0.9, 0.0)
     assert (darker == 90).all()
+
+
+def _changed_outside(tgt: np.ndarray, ref: np.ndarray, mask: np.ndarray, gain: float, angle: float) -> int:
+    """Largest difference between ``tgt`` and the equally jittered ``ref`` more than 1 px from ``mask``."""
+    import cv2
+
+    base, _ = jitter_rotate(ref, None, gain, angle)
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    diff = np.abs(tgt.astype(int) - base.astype(int)).max(axis=2)
+    return int(diff[~near].max())
+
+
+def test_defect_at_the_frame_edge_is_not_mirrored_into_the_rotated_border() -> None:
+    ref = np.full((256, 256, 3), 128, np.uint8)
+    m = np.zeros((256, 256), bool)
+    m[2:20, 2:20] = True  # touches the corner region that a rotation fills by reflection
+    blended = blend(ref, np.full_like(ref, 250), m, 0.0)
+    for angle in (3.0, -3.0, 0.0):
+        final = rotate_mask(m, angle)
+        tgt = jitter_rotate_defect(ref, blended, mask_box(m), 1.1, angle, final)
+        assert _changed_outside(tgt, ref, final, 1.1, angle) <= 1, angle
+        assert (np.abs(tgt.astype(int) - 140)[final].max(axis=1) > 50).mean() > 0.9  # the defect is there
+    # the old way (rotating the blended image with a reflected border) mirrors the defect outside the mask
+    old, _ = jitter_rotate(blended, None, 1.1, 3.0)
+    assert _changed_outside(old, ref, rotate_mask(m, 3.0), 1.1, 3.0) > 50
+
+
+def test_no_changed_pixel_outside_the_final_mask_over_many_samples() -> None:
+    cfg = SynthConfig(out=None, size=96, p_normal=0.0, rotation=5.0)  # type: ignore[arg-type]
+    n = 0
+    for i in range(120):
+        rngs = [np.random.default_rng([i, k]) for k in range(4)]
+        ref = SURFACES[sorted(SURFACES)[i % len(SURFACES)]](96, 96, rngs[0])
+        tex = TEXTURES[sorted(TEXTURES)[i % len(TEXTURES)]]
+        s = synthesize_pair(ref, tex, None, rngs[1], rngs[2], rngs[3], cfg)
+        if s.mask is None:
+            continue
+        n += 1
+        assert _changed_outside(s.tgt, s.ref, s.mask, s.meta["gain"], s.meta["angle"]) <= 1, i
+    assert n > 100
+    again = [np.random.default_rng([7, k]) for k in range(4)]
+    ref = SURFACES[sorted(SURFACES)[0]](96, 96, again[0])
+    a = synthesize_pair(ref, TEXTURES[sorted(TEXTURES)[0]], None, *again[1:], cfg)
+    again = [np.random.default_rng([7, k]) for k in range(4)]
+    ref = SURFACES[sorted(SURFACES)[0]](96, 96, again[0])
+    b = synthesize_pair(ref, TEXTURES[sorted(TEXTURES)[0]], None, *again[1:], cfg)
+    assert np.array_equal(a.tgt, b.tgt)  # deterministic
 
 
 # ---------------------------------------------------------------------------------------------- augment

@@ -51,13 +51,13 @@ class DiffResult:
     anomalous: bool
     score: float  # peak tolerant difference inside the region (0-1), 0 when normal
     area: float  # region area as a fraction of the image
-    shift: tuple[float, float]  # estimated reference->target shift (target pixels)
-    rotation: float  # estimated rotation (degrees)
+    shift: tuple[float, float]  # how far the target's content moved from the reference's (image centre, px)
+    rotation: float  # its rotation, degrees, counter-clockwise positive (cv2.getRotationMatrix2D's sign)
     diff_map: np.ndarray | None = None  # working-resolution difference map (0-255), when asked for
 
     def explanation(self) -> str:
-        align = f"reference aligned by shift ({self.shift[0]:+.1f}, {self.shift[1]:+.1f}) px"
-        align += f", rotation {self.rotation:+.2f} deg"
+        align = f"target moved ({self.shift[0]:+.1f}, {self.shift[1]:+.1f}) px"
+        align += f" and rotated {self.rotation:+.2f} deg from the reference"
         if not self.anomalous:
             return f"no region differs from the reference beyond the threshold; {align}"
         return (
@@ -157,6 +157,17 @@ def _normalize(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarra
     return np.clip(out, 0.0, 255.0, out=out)  # the target saturates too: never flag clipped highlights
 
 
+def _motion(warp: np.ndarray, w: int, h: int, scale: float) -> tuple[tuple[float, float], float]:
+    """Reference -> target motion from ``warp`` (which maps target to reference coordinates): the
+    displacement of the image centre in target pixels, and the rotation in degrees (counter-clockwise
+    positive, as cv2.getRotationMatrix2D; in image coordinates that is the angle of ``warp`` itself)."""
+    inv = cv2.invertAffineTransform(warp.astype(np.float64))
+    c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    moved = inv[:, :2] @ c + inv[:, 2] - c
+    rotation = float(np.degrees(np.arctan2(warp[1, 0], warp[0, 0])))
+    return (float(moved[0]) / scale, float(moved[1]) / scale), rotation
+
+
 def localize(
     ref: np.ndarray, tgt: np.ndarray, cfg: DiffConfig | None = None, *, keep_map: bool = False
 ) -> DiffResult:
@@ -197,8 +208,7 @@ def localize(
     seeded = np.zeros(n, dtype=bool)
     seeded[np.unique(labels[strong.astype(bool)])] = True
     seeded[0] = False
-    shift = (float(warp[0, 2]) / scale, float(warp[1, 2]) / scale)
-    rotation = float(np.degrees(np.arctan2(warp[1, 0], warp[0, 0])))
+    shift, rotation = _motion(warp, w, h, scale)
     dmap = diff if keep_map else None
     if not seeded.any():
         return DiffResult(ZERO_BOX, False, 0.0, 0.0, shift, rotation, dmap)

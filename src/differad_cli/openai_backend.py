@@ -2,19 +2,22 @@
 
 Both images travel inline as base64 PNG data URLs in ``image_url`` content parts, reference first. Only
 the stdlib (urllib + a thread pool) is used. Transient failures (connection refused, timeouts, HTTP 429
-and 5xx) are retried with exponential backoff a bounded number of times, then reported as one clear error;
-other HTTP errors (bad key, unknown model) fail at once. A reply that is not a chat completion, or an
-answer without a box, becomes an invalid prediction, never a crash.
+and 5xx, replies broken mid-way or not HTTP at all) are retried with exponential backoff a bounded
+number of times, then reported as one clear error; other HTTP errors (bad key, unknown model) fail at
+once. A reply that is not a chat completion, or an answer without a box, becomes an invalid prediction,
+never a crash.
 
 Coordinates: a remote model's family cannot be read from a config, so the user names it (``family``).
 The default is ``qwen3_vl`` (0-1000 normalized): the paper's deployed model is a Qwen3-VL, and the
 normalized convention does not depend on the server's resize settings. For ``qwen2_5_vl`` the resized
-size is computed with Qwen's rule from ``min_pixels``/``max_pixels`` (set them to the server's).
+size is computed with Qwen's rule from ``min_pixels``/``max_pixels``, which must match the server's image
+processor (defaults: Qwen2.5-VL's published 3136 / 12845056).
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import socket
@@ -38,6 +41,9 @@ from differad_cli.records import Pair, Prediction
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 10.0
 MAX_TEXT = 4000  # keep at most this much of a garbage reply in the prediction record
+# Qwen2.5-VL's published image-processor limits (preprocessor_config.json), what a stock server uses
+QWEN25_MIN_PIXELS = 56 * 56  # 3136
+QWEN25_MAX_PIXELS = 28 * 28 * 16384  # 12845056
 
 
 class EndpointError(BadInput):
@@ -60,9 +66,11 @@ class OpenAIConfig:
     retries: int = field(default=3, metadata={"help": "Retries of a transient failure (then an error)."})
     backoff: float = field(default=0.5, metadata={"help": "First retry delay in seconds; doubles each time."})
     concurrency: int = field(default=4, metadata={"help": "Requests in flight at once."})
-    min_pixels: int = field(default=56 * 56, metadata={"help": "Server's min_pixels (qwen2_5_vl only)."})
+    min_pixels: int = field(
+        default=QWEN25_MIN_PIXELS, metadata={"help": "Server processor's min_pixels (qwen2_5_vl only)."}
+    )
     max_pixels: int = field(
-        default=28 * 28 * 1280, metadata={"help": "Server's max_pixels (qwen2_5_vl only)."}
+        default=QWEN25_MAX_PIXELS, metadata={"help": "Server processor's max_pixels (qwen2_5_vl only)."}
     )
 
 
@@ -99,6 +107,9 @@ class OpenAIBackend:
             raise BadInput("--backend openai needs --model NAME (the model name the server serves)")
         check_family(cfg.family)
         build_messages(cfg.template)  # unknown template -> BadInput before any request
+        if cfg.min_pixels <= 0 or cfg.max_pixels < cfg.min_pixels:
+            got = f"{cfg.min_pixels}/{cfg.max_pixels}"
+            raise BadInput(f"--min-pixels/--max-pixels must satisfy 0 < min <= max, got {got}")
         self.cfg = cfg
         self.url = chat_url(cfg.endpoint)
         self.api_key = cfg.api_key or os.environ.get("OPENAI_API_KEY")
@@ -144,6 +155,8 @@ class OpenAIBackend:
                     raise EndpointError(f"endpoint {self.url} refused the request: {last}") from None
             except TimeoutError:
                 last = f"no answer within {self.cfg.timeout:g}s"
+            except http.client.HTTPException as e:  # IncompleteRead, BadStatusLine, ...: a broken reply
+                last = f"bad HTTP reply ({type(e).__name__}: {e})"
             except urllib.error.URLError as e:
                 reason = e.reason
                 last = (

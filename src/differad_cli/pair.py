@@ -28,6 +28,7 @@ from differad_cli.boxes import ZERO_BOX, IntBox
 from differad_cli.embed import EMBEDDERS, EmbeddingCache, get_embedder, topk_cosine
 from differad_cli.errors import BadInput
 from differad_cli.images import IMAGE_SUFFIXES, image_size, list_images, load_mask
+from differad_cli.predict import check_out_path
 from differad_cli.records import Pair, write_pairs
 
 LAYOUTS = ("mvtec", "folder", "triplets")
@@ -263,6 +264,7 @@ def build_pairs(cfg: PairConfig) -> list[Pair]:
     root = Path(cfg.data)
     if not root.is_dir():
         raise BadInput(f"--data {root}: not a folder")
+    check_out_path(cfg.out)  # before any work; an image path (an input, perhaps) is refused too
     if cfg.layout not in LAYOUTS:
         raise BadInput(f"unknown layout '{cfg.layout}' (expected one of: {', '.join(LAYOUTS)})")
     if cfg.split not in SPLITS:

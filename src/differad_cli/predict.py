@@ -31,6 +31,8 @@ from differad_cli.records import Pair, Prediction, dumps, iter_jsonl, write_pred
 
 BACKENDS = ("diff", "hf", "openai")
 RESUME_KEY = "_differad_resume"
+# options that change how predictions are obtained, never what they are: changing them keeps a resume file
+NOT_IN_FINGERPRINT = ("api_key", "batch_size", "concurrency", "timeout", "retries", "device")
 
 
 @dataclass
@@ -58,6 +60,12 @@ class PredictOptions:
     timeout: float = field(default=60.0, metadata={"help": "openai: seconds per request."})
     retries: int = field(default=3, metadata={"help": "openai: retries of a transient failure."})
     concurrency: int = field(default=4, metadata={"help": "openai: requests in flight."})
+    min_pixels: int = field(
+        default=56 * 56, metadata={"help": "openai + qwen2_5_vl: the server processor's min_pixels."}
+    )
+    max_pixels: int = field(
+        default=28 * 28 * 16384, metadata={"help": "openai + qwen2_5_vl: the server processor's max_pixels."}
+    )
     threshold: float | None = field(
         default=None, metadata={"help": "diff: seed difference, 0-255 units (None: DiffConfig's 20)."}
     )
@@ -137,6 +145,7 @@ def make_backend(opts: PredictOptions) -> Backend:
                 endpoint=str(opts.endpoint), model=str(opts.model or ""), api_key=opts.api_key,
                 family=opts.family, template=opts.template, max_tokens=opts.max_new_tokens, seed=opts.seed,
                 timeout=opts.timeout, retries=opts.retries, concurrency=opts.concurrency,
+                min_pixels=opts.min_pixels, max_pixels=opts.max_pixels,
             )
         )  # fmt: skip
     from differad_cli.hf_backend import HFBackend
@@ -239,11 +248,37 @@ def write_overlay(out: str | os.PathLike[str], ref: str | os.PathLike[str], tgt:
 
 def _fingerprint(opts: PredictOptions, pairs_path: Path) -> str:
     d = asdict(opts)
-    d.pop("api_key", None)
-    d.pop("concurrency", None)
-    d.pop("batch_size", None)
+    for key in NOT_IN_FINGERPRINT:
+        d.pop(key, None)
     d["pairs"] = str(pairs_path.resolve())
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_out_path(
+    out: str | os.PathLike[str], inputs: tuple[str | os.PathLike[str], ...] = (), flag: str = "--out"
+) -> Path:
+    """Refuse, before any work, an output file that cannot be written or would destroy an input: an
+    existing folder, one of ``inputs``, an image file, or a path whose parent cannot be created/written."""
+    from differad_cli.images import IMAGE_SUFFIXES
+
+    out = Path(out)
+    if out.is_dir():
+        raise BadInput(f"{flag} {out} is a folder; give a file path such as {out / 'out.jsonl'}")
+    for src in inputs:
+        src = Path(src)
+        same = out.exists() and src.exists() and os.path.samefile(out, src)
+        if same or out.resolve() == src.resolve():
+            raise BadInput(f"{flag} {out} is the input {src}; writing it would replace the input")
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        raise BadInput(f"{flag} {out} names an image; give a .jsonl path (it would be overwritten)")
+    parent = out.resolve().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BadInput(f"{flag} {out}: cannot create its folder ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"{flag} {out}: folder {parent} is not writable")
+    return out
 
 
 def partial_path(out: Path) -> Path:
@@ -280,7 +315,7 @@ def predict_file(
     """Batch mode: read pairs, predict the missing ones (resuming), write ``out`` atomically."""
     from differad_cli.records import read_pairs
 
-    pairs_path, out = Path(pairs_path), Path(out)
+    pairs_path, out = Path(pairs_path), check_out_path(out, (pairs_path,))
     pairs = read_pairs(pairs_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     part = partial_path(out)

@@ -200,11 +200,10 @@ def jitter_rotate(
     """Brightness gain (one LUT pass) and a rotation about the centre, applied to the mask in step.
 
     The image borders are reflected (no black corners for the model to flag); the mask is rotated
-    bilinearly and re-thresholded at one half, so the box follows the defect.
+    bilinearly and re-thresholded at one half, so the box follows the defect. A defect near the edge
+    would be mirrored into that border: rotate a target with a defect with ``jitter_rotate_defect``.
     """
-    if gain != 1.0:
-        lut = np.clip(np.arange(256, dtype=np.float32) * np.float32(gain) + np.float32(0.5), 0, 255)
-        img = cv2.LUT(img, lut.astype(np.uint8))
+    img = _gain_lut(img, gain)
     if angle == 0.0:
         return img, mask
     h, w = img.shape[:2]
@@ -215,6 +214,59 @@ def jitter_rotate(
     )
     img = cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
     return img, None if mask is None else rotate_mask(mask, angle)
+
+
+def _gain_lut(img: np.ndarray, gain: float) -> np.ndarray:
+    if gain == 1.0:
+        return img
+    lut = np.clip(np.arange(256, dtype=np.float32) * np.float32(gain) + np.float32(0.5), 0, 255)
+    return cv2.LUT(img, lut.astype(np.uint8))
+
+
+def jitter_rotate_defect(
+    ref: np.ndarray,
+    blended: np.ndarray,
+    box: IntBox,
+    gain: float,
+    angle: float,
+    final: np.ndarray | None = None,
+) -> np.ndarray:
+    """``jitter_rotate(blended)`` for a target that differs from ``ref`` only inside ``box``, with every
+    changed pixel within a pixel of the rotated mask ``final`` (``rotate_mask`` of the defect's mask).
+
+    The reflected border of a rotation repeats the pixels near the frame edge; a defect there would
+    reappear outside the (zero-padded) rotated mask and box. So the frame is the rotated *reference*,
+    and only the output pixels whose bilinear sample lies wholly inside the image near ``box`` (box
+    grown by 2 px) take the rotated ``blended`` values, and of those (with ``final``) only the ones
+    within a pixel of ``final``: a one-pixel-thin sliver that the mask's re-threshold drops is dropped
+    from the image too, while the bilinear edge of the defect is kept.
+    """
+    if angle == 0.0:
+        return jitter_rotate(blended, None, gain, 0.0)[0]
+    h, w = ref.shape[:2]
+    out, _ = jitter_rotate(ref, None, gain, angle)
+    x1, y1, x2, y2 = box
+    x1, y1, x2, y2 = max(0, x1 - 2), max(0, y1 - 2), min(w, x2 + 2), min(h, y2 + 2)
+    if x2 <= x1 or y2 <= y1:
+        return out
+    m = _rotation(h, w, angle)
+    corners = np.array([[x1, y1, 1], [x2, y1, 1], [x1, y2, 1], [x2, y2, 1]], dtype=np.float64) @ m.T
+    ox1, oy1 = max(0, int(np.floor(corners[:, 0].min())) - 1), max(0, int(np.floor(corners[:, 1].min())) - 1)
+    ox2, oy2 = min(w, int(np.ceil(corners[:, 0].max())) + 2), min(h, int(np.ceil(corners[:, 1].max())) + 2)
+    if ox2 <= ox1 or oy2 <= oy1:
+        return out
+    mc = m.copy()
+    mc[:, 2] = m[:, :2] @ np.array([x1, y1], dtype=np.float64) + m[:, 2] - np.array([ox1, oy1])
+    size = (ox2 - ox1, oy2 - oy1)
+    # alpha 255 inside the crop, 0 beyond: after the warp, alpha == 255 marks samples wholly inside it
+    crop = cv2.cvtColor(_gain_lut(np.ascontiguousarray(blended[y1:y2, x1:x2]), gain), cv2.COLOR_RGB2RGBA)
+    patch = cv2.warpAffine(crop, mc, size, flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0, 0))
+    inside = patch[:, :, 3] == 255
+    if final is not None:
+        near = cv2.dilate(final[oy1:oy2, ox1:ox2].view(np.uint8), np.ones((3, 3), np.uint8))
+        inside &= near.view(bool)
+    np.copyto(out[oy1:oy2, ox1:ox2], patch[:, :, :3], where=inside[:, :, None])
+    return out
 
 
 @dataclass
@@ -288,7 +340,7 @@ def synthesize_pair(
             box = mask_box(comp)
             patch, ops = texture_patch(texture, box, rng_anom)
             beta = float(rng_anom.uniform(0.0, cfg.beta_max))
-            tgt, _ = jitter_rotate(blend(ref, patch, comp, beta, box), None, gain, angle)
+            tgt = jitter_rotate_defect(ref, blend(ref, patch, comp, beta, box), box, gain, angle, final)
             meta = {"beta": round(beta, 4), "ops": ops, "gain": round(gain, 4), "angle": round(angle, 3)}
             return Sample(ref, tgt, final, mask_box(final), meta)
     tgt, _ = jitter_rotate(ref, None, gain, angle)  # no usable region at all: an honest normal pair

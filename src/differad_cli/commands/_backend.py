@@ -37,6 +37,25 @@ Family = Annotated[
 Timeout = Annotated[float, typer.Option("--timeout", help="openai: seconds per request.")]
 Retries = Annotated[int, typer.Option("--retries", help="openai: retries of transient failures.")]
 Concurrency = Annotated[int, typer.Option("--concurrency", help="openai: requests in flight.")]
+# Qwen2.5-VL's published processor limits (the same values as openai_backend.QWEN25_*; kept here as
+# literals so the CLI does not import numpy just to show --help).
+DEFAULT_MIN_PIXELS = 3136
+DEFAULT_MAX_PIXELS = 12845056
+
+MinPixels = Annotated[
+    int,
+    typer.Option(
+        "--min-pixels",
+        help="openai + qwen2_5_vl: the server processor's pixel limits (lower; Qwen2.5-VL default 3136).",
+    ),
+]
+MaxPixels = Annotated[
+    int,
+    typer.Option(
+        "--max-pixels",
+        help="openai + qwen2_5_vl: the server processor's pixel limits (upper; Qwen2.5-VL default 12845056).",
+    ),
+]
 
 
 def predict_options(**values: Any) -> Any:

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from differad_cli.commands._backend import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
     ApiKey,
     Backend,
     BatchSize,
@@ -18,7 +20,9 @@ from differad_cli.commands._backend import (
     Endpoint,
     Family,
     MaxNewTokens,
+    MaxPixels,
     MinArea,
+    MinPixels,
     Model,
     Retries,
     Template,
@@ -52,7 +56,8 @@ Backends:
   openai  an OpenAI-compatible chat endpoint such as a vLLM server (--endpoint URL --model NAME,
           key from --api-key or OPENAI_API_KEY). --family names the served model's coordinate
           convention: qwen3_vl (default) and qwen2_vl answer in 0-1000 of the image, qwen2_5_vl in
-          pixels of its resized image.
+          pixels of its resized image, computed from --min-pixels/--max-pixels: set them to the
+          server processor's limits (default: Qwen2.5-VL's published 3136 / 12845056).
 
 A reference of another size than the target is resized to it (with a warning)."""
 
@@ -102,6 +107,8 @@ def register(app: typer.Typer) -> None:
         timeout: Timeout = 60.0,
         retries: Retries = 3,
         concurrency: Concurrency = 4,
+        min_pixels: MinPixels = DEFAULT_MIN_PIXELS,
+        max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
         resume: Annotated[
             bool, typer.Option("--resume/--no-resume", help="Batch: continue an interrupted run.")
         ] = True,
@@ -117,7 +124,8 @@ def register(app: typer.Typer) -> None:
             backend=backend, model=model, template=template, batch_size=batch_size,
             max_new_tokens=max_new_tokens, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
             endpoint=endpoint, api_key=api_key, family=family, timeout=timeout, retries=retries,
-            concurrency=concurrency, threshold=threshold, min_area=min_area, seed=seed,
+            concurrency=concurrency, min_pixels=min_pixels, max_pixels=max_pixels, threshold=threshold,
+            min_area=min_area, seed=seed,
         )  # fmt: skip
         if pairs is not None:
             if ref is not None or tgt is not None:
