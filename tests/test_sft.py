@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def test_target_text_uses_model_coordinates_and_record_description(synth_pairs: 
     text = target_text(ano, "qwen2_vl", resize)
     assert format_reward(text) == 1.0
     box = parse_answer(text)
-    assert box == tuple(round(v * 1000 / 64) for v in ano.box)
+    x1, y1, x2, y2 = (v * 1000 / 64 for v in ano.box)  # rounded outward: the box never shrinks
+    assert box == (math.floor(x1), math.floor(y1), math.ceil(x2), math.ceil(y2))
     normal = next(p for p in pairs if p.label == 0)
     assert target_text(normal, "qwen2_vl", resize).endswith("<answer>(0,0),(0,0)</answer>")
     ano.description = "A scratch in the corner."
@@ -231,3 +233,16 @@ def test_vision_tower_frozen_by_default(tiny_model_dir: Path, tmp_path: Path) ->
         text = [p.requires_grad for n, p in model.named_parameters() if ".visual." not in f".{n}"]
         assert visual and all(text)
         assert not any(visual) if freeze else all(visual)
+
+
+def test_staged_template_targets_pass_the_staged_format_reward(synth_pairs: Path) -> None:
+    from differad_cli.records import read_pairs
+    from differad_cli.rewards import staged_format_reward
+    from differad_cli.sft import target_text
+
+    resize = {"min_pixels": 3136, "max_pixels": 12544, "factor": 28}
+    pairs = read_pairs(synth_pairs)
+    for pair in (next(p for p in pairs if p.label), next(p for p in pairs if not p.label)):
+        text = target_text(pair, "qwen2_vl", resize, template="staged")
+        assert staged_format_reward(text) == 1.0, text
+        assert ("<decision>anomalous</decision>" in text) is bool(pair.label)

@@ -31,7 +31,7 @@ from differad_cli.configs import RLConfig, build_configs
 from differad_cli.records import Pair
 from differad_cli.rewards import LOC_REWARDS, difficulty_weight, is_degenerate
 
-PERFECT = 1.0 - 1e-6
+PERFECT_TOL = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------- pure logic
@@ -52,14 +52,21 @@ class ResamplePlan:
 
 
 def plan_resampling(
-    rewards_per_func: np.ndarray, weights: Sequence[float], group_size: int, *, eps: float = 1e-6
+    rewards_per_func: np.ndarray,
+    weights: Sequence[float],
+    group_size: int,
+    *,
+    eps: float = 1e-6,
+    maxima: Sequence[float] | None = None,
 ) -> ResamplePlan:
     """Decide from the gathered (N, F) reward matrix which groups of ``group_size`` consecutive rows to redo.
 
     A group is degenerate when the std of its total rewards is < eps; it is all-perfect when every reward of
-    every completion reached its maximum (1). Degenerate groups that are not all-perfect are resampled.
+    every completion reached its maximum (``maxima`` per reward function, 1 by default; DCLR with a bonus
+    delta tops out at 1 + delta). Degenerate groups that are not all-perfect are resampled.
     """
     r = np.nan_to_num(np.asarray(rewards_per_func, dtype=np.float64), nan=0.0)
+    top = np.ones(r.shape[1]) if maxima is None else np.asarray(maxima, dtype=np.float64)
     if r.ndim != 2 or r.shape[0] % group_size:
         raise ValueError(f"reward matrix {r.shape} does not split into groups of {group_size}")
     total = r @ np.asarray(weights, dtype=np.float64)
@@ -69,7 +76,7 @@ def plan_resampling(
         rows = slice(g * group_size, (g + 1) * group_size)
         if is_degenerate(total[rows], eps=eps):
             degenerate.append(g)
-        if bool(np.all(r[rows] >= PERFECT)):
+        if bool(np.all(r[rows] >= top - PERFECT_TOL)):
             perfect.append(g)
     keep = set(perfect)
     return ResamplePlan(n_groups, degenerate, perfect, [g for g in degenerate if g not in keep])
@@ -94,6 +101,7 @@ def resample_groups(
     offset: int,
     max_resample: int,
     eps: float = 1e-6,
+    maxima: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Regenerate this rank's rows of degenerate groups in place; returns (final gathered rewards, stats).
 
@@ -106,7 +114,7 @@ def resample_groups(
     before = 0.0
     for rnd in range(max_resample + 1):
         rewards = score(completions, completion_ids)
-        plan = plan_resampling(rewards, weights, group_size, eps=eps)
+        plan = plan_resampling(rewards, weights, group_size, eps=eps, maxima=maxima)
         if rnd == 0:
             before = plan.degenerate_share
         if not plan.resample or rnd == max_resample:
@@ -201,6 +209,7 @@ def _trainer_class() -> type:
             names = [n.removesuffix("_reward") for n in self.reward_func_names]
             loc = set(LOC_REWARDS if loc_rewards is None else loc_rewards)
             self.loc_indices = [i for i, n in enumerate(names) if n in loc]
+            self.reward_maxima = [float(getattr(f, "max_value", 1.0)) for f in self.reward_funcs]
             self._pending_inputs: list[dict] | None = None
             self._cached: tuple[Any, Any] | None = None
             self._last_rewards: Any = None
@@ -242,6 +251,7 @@ def _trainer_class() -> type:
                 offset=offset,
                 max_resample=self.max_resample,
                 eps=self.resample_eps,
+                maxima=self.reward_maxima,
             )
             self._resample_stats = stats
             device = self.accelerator.device
@@ -291,7 +301,9 @@ def _trainer_class() -> type:
             metrics["difficulty/weight_mean"].append(float(w_all.mean()))
             stats = self._resample_stats
             if stats is None:  # resampling off: still report how many groups carried no signal
-                share = plan_resampling(rewards, self.reward_weights.tolist(), g, eps=self.resample_eps)
+                share = plan_resampling(
+                    rewards, self.reward_weights.tolist(), g, eps=self.resample_eps, maxima=self.reward_maxima
+                )
                 stats = {
                     "resample/degenerate_before": share.degenerate_share,
                     "resample/degenerate_after": share.degenerate_share,
@@ -395,7 +407,7 @@ def train_rl(
     model_path, family = check_model_path(cfg.model)
     checkpoint = resume_checkpoint(output_dir, cfg.resume)
 
-    model, processor = load_trainable(model_path, cfg, args)
+    model, processor = load_trainable(model_path, cfg, args, checkpoint)
     suppress_vision_tokens(args, model)
     left_padding(processor)
     dataset = rl_dataset(pairs, cfg, family, resize_params(processor), args.seed)
@@ -415,7 +427,7 @@ def train_rl(
     )
     for cb in callbacks:
         cb.trainer = trainer
-    route_logs(trainer, output_dir)
+    route_logs(trainer, output_dir, checkpoint)
     if trainer_hook is not None:
         trainer_hook(trainer)
     console.info(

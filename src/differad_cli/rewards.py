@@ -364,14 +364,20 @@ def get_reward(name: str, **params: Any) -> RewardFn:
     if bad:
         raise BadInput(f"unknown reward parameter(s) {', '.join(bad)} (allowed: {', '.join(_PARAMS)})")
     if name in _LOC_FNS:
-        return _loc_callable(name, _LOC_FNS[name], params)
+        fn = _loc_callable(name, _LOC_FNS[name], params)
+        # the best value a completion can earn (group resampling keeps groups that all reach it)
+        fn.max_value = 1.0 + max(0.0, float(params.get("delta", 0.0))) if name == "dclr" else 1.0  # type: ignore[attr-defined]
+        return fn
     if name == "format":
-        return _text_callable("format", format_reward)
-    if name == "staged_format":
-        return _text_callable("staged_format", staged_format_reward)
-    if name == "staged":
-        return _staged_callable(params)
-    raise BadInput(f"unknown reward '{name}' (choose from: {', '.join(REWARDS)})")
+        fn = _text_callable("format", format_reward)
+    elif name == "staged_format":
+        fn = _text_callable("staged_format", staged_format_reward)
+    elif name == "staged":
+        fn = _staged_callable(params)
+    else:
+        raise BadInput(f"unknown reward '{name}' (choose from: {', '.join(REWARDS)})")
+    fn.max_value = 1.0  # type: ignore[attr-defined]
+    return fn
 
 
 REWARDS: dict[str, RewardFn] = {}

@@ -15,13 +15,22 @@ from differad_cli.coords import format_box
 from differad_cli.records import Pair
 
 
-def target_text(pair: Pair, family: str, resize: dict[str, int], *, use_record: bool = True) -> str:
-    """The completion the model learns for ``pair``."""
-    from differad_cli.descriptions import description_for
+def target_text(
+    pair: Pair, family: str, resize: dict[str, int], *, use_record: bool = True, template: str = "differad"
+) -> str:
+    """The completion the model learns for ``pair``; the staged template (seed 002) gets its three stages
+    (region -> analysis -> decision) inside <think>, in the form its format reward checks."""
+    from differad_cli.descriptions import description_for, region_name
     from differad_cli.training import model_box
 
     desc = description_for(pair, use_record=use_record)
-    return f"<think>{desc}</think><answer>{format_box(model_box(pair, family, resize))}</answer>"
+    answer = f"<answer>{format_box(model_box(pair, family, resize))}</answer>"
+    if template != "staged":
+        return f"<think>{desc}</think>{answer}"
+    region = region_name(pair.box, pair.width, pair.height) if pair.label else "no region differs"
+    decision = "anomalous" if pair.label else "normal"
+    stages = f"<region>{region}</region><analysis>{desc}</analysis><decision>{decision}</decision>"
+    return f"<think>{stages}</think>{answer}"
 
 
 def sft_dataset(pairs: list[Pair], cfg: ColdConfig, family: str, resize: dict[str, int], seed: int) -> Any:
@@ -34,7 +43,9 @@ def sft_dataset(pairs: list[Pair], cfg: ColdConfig, family: str, resize: dict[st
     def row(i: int) -> dict[str, Any]:
         pair = pairs[i]
         if i not in texts:  # descriptions read both images once; cache the text, not the pixels
-            texts[i] = target_text(pair, family, resize, use_record=cfg.use_descriptions)
+            texts[i] = target_text(
+                pair, family, resize, use_record=cfg.use_descriptions, template=cfg.template
+            )
         rng = prompt_rng(seed, i) if cfg.paraphrase else None
         return {
             "prompt": build_messages(cfg.template, rng=rng),
@@ -78,7 +89,7 @@ def train_cold(
 
     from trl import SFTTrainer
 
-    model, processor = load_trainable(model_path, cfg, args)
+    model, processor = load_trainable(model_path, cfg, args, checkpoint)
     dataset = sft_dataset(pairs, cfg, family, resize_params(processor), args.seed)
     callbacks = []
     if eval_pairs:
@@ -93,7 +104,7 @@ def train_cold(
     )
     for cb in callbacks:
         cb.trainer = trainer
-    route_logs(trainer, output_dir)
+    route_logs(trainer, output_dir, checkpoint)
     console.info(f"train-cold: {len(pairs)} pairs, family {family}, output {output_dir}")
     trainer.train(resume_from_checkpoint=checkpoint)
     save_final(trainer, processor, cfg, output_dir)

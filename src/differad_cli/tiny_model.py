@@ -37,7 +37,7 @@ SPECIAL_TOKENS = (
 
 @dataclass
 class TinyModelConfig:
-    """Sizes of the tiny model; the defaults give ~0.3M parameters and 4 image tokens per 64x64 image."""
+    """Sizes of the tiny model; the defaults give ~0.12M parameters and 4 image tokens per 64x64 image."""
 
     vocab_size: int = field(default=1024, metadata={"help": "BPE vocabulary size before the special tokens."})
     hidden_size: int = field(default=32, metadata={"help": "Text hidden size (= vision merger output)."})

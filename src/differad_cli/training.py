@@ -100,7 +100,12 @@ def lazy_dataset(n: int, make_row: Callable[[int], dict[str, Any]]) -> Any:
     return ds.with_transform(transform)
 
 
+VISION_MODULES = r".*\bvisual\b.*"  # Qwen-VL's vision tower lives under `visual`
+
+
 def lora_config(cfg: Any) -> Any:
+    """LoRA adapters on the language model; with a frozen vision tower no adapter goes into it either
+    (Qwen2.5-VL's vision blocks also have gate/up/down projections that the default targets would match)."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -108,23 +113,64 @@ def lora_config(cfg: Any) -> Any:
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.lora_target_modules),
+        exclude_modules=VISION_MODULES if cfg.freeze_vision else None,
         task_type="CAUSAL_LM",
     )
 
 
-def load_trainable(model_path: Path, cfg: Any, trl_args: Any) -> tuple[Any, Any]:
-    """(model, processor) ready for a trainer: adapters continued or merged, vision tower frozen if asked."""
+def check_lora_targets(model: Any, cfg: Any) -> None:
+    """Unknown --lora-target-modules are a usage error (exit 2), not a PEFT traceback after loading."""
+    if not cfg.lora:
+        return
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = sorted(set(cfg.lora_target_modules) - names)
+    if missing:
+        linear = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"}
+        )
+        raise BadInput(
+            f"--lora-target-modules: no module named {', '.join(missing)} in this model "
+            f"(linear layers: {', '.join(linear)})"
+        )
+
+
+def full_checkpoint(checkpoint: str | None) -> Path | None:
+    """A resumed checkpoint that holds the whole model (not LoRA adapters)."""
+    if checkpoint is None:
+        return None
+    ckpt = Path(checkpoint)
+    is_full = (ckpt / "config.json").is_file() and not (ckpt / "adapter_config.json").is_file()
+    return ckpt if is_full else None
+
+
+def load_trainable(
+    model_path: Path, cfg: Any, trl_args: Any, checkpoint: str | None = None
+) -> tuple[Any, Any]:
+    """(model, processor) ready for a trainer: adapters continued or merged, vision tower frozen if asked.
+
+    Weights that are trained stay float32 and bf16/fp16 act as mixed precision (pure bf16 rounds away most
+    updates at the paper's lr of 1e-6); with LoRA the frozen base is loaded in the half type to save memory.
+    When resuming a full fine-tuning run the weights come from the checkpoint itself: transformers 5 saves
+    checkpoints under its legacy parameter names and its resume path does not map them back, so the
+    trainer's own reload would silently keep the base weights.
+    """
     import torch
     from transformers import AutoModelForImageTextToText
 
     from differad_cli.models import adapter_base, load_processor
 
     processor = load_processor(model_path, trust_remote_code=cfg.trust_remote_code)
-    dtype = torch.bfloat16 if trl_args.bf16 else torch.float16 if trl_args.fp16 else torch.float32
+    half = torch.bfloat16 if trl_args.bf16 else torch.float16 if trl_args.fp16 else torch.float32
+    dtype = half if cfg.lora else torch.float32
     base = adapter_base(model_path)
+    resumed = full_checkpoint(checkpoint)
+    source = resumed if resumed is not None else (base or model_path)
     model = AutoModelForImageTextToText.from_pretrained(
-        str(base or model_path), dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True
+        str(source), dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True
     )
+    if resumed is not None:
+        console.debug(f"resuming the weights of {resumed}")
+        base = None
     if base is not None:
         from peft import PeftModel
 
@@ -134,6 +180,7 @@ def load_trainable(model_path: Path, cfg: Any, trl_args: Any) -> tuple[Any, Any]
     if cfg.freeze_vision:
         frozen = freeze_vision(model)
         console.debug(f"froze {frozen} vision parameters")
+    check_lora_targets(model, cfg)
     return model, processor
 
 
@@ -143,6 +190,9 @@ VISION_TOKEN_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id"
 def suppress_vision_tokens(args: Any, model: Any) -> None:
     """Never sample image/video placeholders or vision brackets in a completion: TRL suppresses only the image
     token, and a sampled <|vision_start|> or <|video_pad|> breaks Qwen-VL's 3D rope index in the loss pass."""
+    if getattr(args, "use_vllm", False):  # vLLM's sampling parameters have no suppress_tokens
+        console.debug("use_vllm: vision tokens are not suppressed in vLLM generation")
+        return
     config = getattr(model, "config", None)
     ids = {getattr(config, k) for k in VISION_TOKEN_KEYS if isinstance(getattr(config, k, None), int)}
     kwargs = dict(args.generation_kwargs or {})
@@ -172,6 +222,8 @@ def resume_checkpoint(output_dir: str | os.PathLike[str], resume: bool) -> str |
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--output-dir {out} is a file; give a folder for checkpoints and the final model")
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
     if last and not resume:
         raise BadInput(
@@ -215,7 +267,24 @@ LOG_KEYS = (
 )  # fmt: skip
 
 
-def route_logs(trainer: Any, output_dir: str | os.PathLike[str]) -> None:
+def _trim_log(path: Path, step: int) -> None:
+    """On resume, forget log lines of steps after the checkpoint: they are about to be logged again."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if _step_of(line) <= step]
+    from differad_cli.records import atomic_write_lines
+
+    atomic_write_lines(path, keep)
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 1 << 62  # a torn line: dropped
+
+
+def route_logs(trainer: Any, output_dir: str | os.PathLike[str], checkpoint: str | None = None) -> None:
     """Trainer logs go to OUTPUT/train_log.jsonl and, compactly, to stderr: stdout stays clean.
 
     transformers prints every log dict on stdout (PrinterCallback, or ProgressCallback.on_log); both are
@@ -239,6 +308,12 @@ def route_logs(trainer: Any, output_dir: str | os.PathLike[str]) -> None:
             if shown:
                 console.info(f"  step {state.global_step}/{state.max_steps}  " + "  ".join(shown))
 
+    log_path = Path(output_dir) / "train_log.jsonl"
+    if trainer.is_world_process_zero():
+        if checkpoint is None:
+            log_path.unlink(missing_ok=True)  # a fresh run (refused earlier if checkpoints exist)
+        else:
+            _trim_log(log_path, int(Path(checkpoint).name.rsplit("-", 1)[-1]))
     trainer.remove_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(QuietProgress)

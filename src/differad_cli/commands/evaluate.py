@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from differad_cli.commands._backend import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
     ApiKey,
     Backend,
     BatchSize,
@@ -18,7 +20,9 @@ from differad_cli.commands._backend import (
     Endpoint,
     Family,
     MaxNewTokens,
+    MaxPixels,
     MinArea,
+    MinPixels,
     Model,
     Retries,
     Template,
@@ -75,6 +79,8 @@ def eval_command(
     timeout: Timeout = 60.0,
     retries: Retries = 3,
     concurrency: Concurrency = 4,
+    min_pixels: MinPixels = DEFAULT_MIN_PIXELS,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     cal_fraction: Annotated[
         float, typer.Option("--cal-fraction", help="With --maps: share of pairs used to calibrate.")
     ] = 0.3,
@@ -93,6 +99,7 @@ def eval_command(
             max_new_tokens=max_new_tokens, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
             endpoint=endpoint, api_key=api_key, family=family, timeout=timeout, retries=retries,
             concurrency=concurrency, threshold=threshold, min_area=min_area, seed=seed,
+            min_pixels=min_pixels, max_pixels=max_pixels,
         )  # fmt: skip
     metrics = run_eval(
         pairs, out, pred=pred, maps=maps, backend=opts, iou_threshold=iou_threshold, overlays=overlays,
