@@ -82,6 +82,12 @@ def make_handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
                 return self._send(503, b'{"error": "loading"}')
             if kind == "auth":
                 return self._send(401, b'{"error": "bad key"}')
+            if kind == "redirect":  # elsewhere: the client must not re-send the key there
+                self.send_response(302)  # urllib would follow a 302 POST as a GET, key included
+                self.send_header("Location", "/plain/v1/chat/completions")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             if kind == "notjson":
                 return self._send(200, b"<html>proxy error</html>")
             if kind == "garbage":
@@ -241,6 +247,14 @@ def test_refused_request_fails_at_once(server, pair) -> None:
     with pytest.raises(EndpointError, match="HTTP 401"):
         backend(f"{url}/auth").predict([pair])
     assert stub.counts["auth"] == 1
+
+
+def test_redirects_are_not_followed(server, pair) -> None:
+    url, stub = server
+    before = stub.counts.get("plain", 0)
+    with pytest.raises(EndpointError, match="redirects are not followed"):
+        backend(f"{url}/redirect", api_key="secret").predict([pair])
+    assert stub.counts["redirect"] == 1 and stub.counts.get("plain", 0) == before  # the key went nowhere else
 
 
 def test_concurrency_is_bounded_and_order_kept(server, tmp_path, pair) -> None:

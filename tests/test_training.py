@@ -101,3 +101,35 @@ def test_all_perfect_uses_each_rewards_maximum() -> None:
     assert plan_resampling(below, weights, 4, maxima=maxima).resample == [0]
     assert plan_resampling(top, weights, 4, maxima=maxima).perfect == [0]
     assert plan_resampling(top, weights, 4, maxima=maxima).resample == []
+
+
+def test_merge_lora_is_skipped_under_zero3_with_a_warning(tmp_path: Path, capsys) -> None:
+    from differad_cli.configs import RLConfig
+    from differad_cli.training import save_final
+
+    calls: list[str] = []
+
+    def fake_trainer(stage: int) -> SimpleNamespace:
+        plugin = SimpleNamespace(zero_stage=stage)
+        model = SimpleNamespace(
+            merge_and_unload=lambda: (
+                calls.append("merge")
+                or SimpleNamespace(save_pretrained=lambda *a, **k: calls.append("save merged"))
+            )
+        )
+        return SimpleNamespace(
+            save_model=lambda out: calls.append("save"),
+            is_world_process_zero=lambda: True,
+            accelerator=SimpleNamespace(
+                state=SimpleNamespace(deepspeed_plugin=plugin), unwrap_model=lambda m: m
+            ),
+            model=model,
+        )
+
+    processor = SimpleNamespace(save_pretrained=lambda out: None)
+    cfg = RLConfig(lora=True, merge_lora=True)
+    save_final(fake_trainer(3), processor, cfg, tmp_path)
+    assert calls == ["save"] and "skipped under DeepSpeed ZeRO-3" in capsys.readouterr().err
+    calls.clear()
+    save_final(fake_trainer(2), processor, cfg, tmp_path)
+    assert calls == ["save", "merge", "save merged"]

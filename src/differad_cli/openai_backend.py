@@ -41,6 +41,17 @@ from differad_cli.records import Pair, Prediction
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 10.0
 MAX_TEXT = 4000  # keep at most this much of a garbage reply in the prediction record
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """urllib would re-send the Authorization header to wherever a redirect points: follow none."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
 # Qwen2.5-VL's published image-processor limits (preprocessor_config.json), what a stock server uses
 QWEN25_MIN_PIXELS = 56 * 56  # 3136
 QWEN25_MAX_PIXELS = 28 * 28 * 16384  # 12845056
@@ -146,9 +157,14 @@ class OpenAIBackend:
                 time.sleep(delay)
             req = urllib.request.Request(self.url, data=payload, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=self.cfg.timeout) as resp:
+                with _OPENER.open(req, timeout=self.cfg.timeout) as resp:
                     return resp.read()
             except urllib.error.HTTPError as e:
+                if 300 <= e.code < 400:
+                    raise EndpointError(
+                        f"endpoint {self.url} redirects (HTTP {e.code} to {e.headers.get('Location')}); "
+                        "redirects are not followed (the API key would travel with them): use the final URL"
+                    ) from None
                 detail = e.read(300).decode("utf-8", "replace").strip()
                 last = f"HTTP {e.code} {e.reason}" + (f": {detail}" if detail else "")
                 if e.code not in RETRY_STATUS:

@@ -234,6 +234,11 @@ def resume_checkpoint(output_dir: str | os.PathLike[str], resume: bool) -> str |
     return last if resume else None
 
 
+def _zero3(trainer: Any) -> bool:
+    plugin = getattr(getattr(trainer.accelerator, "state", None), "deepspeed_plugin", None)
+    return plugin is not None and getattr(plugin, "zero_stage", 0) == 3
+
+
 def save_final(trainer: Any, processor: Any, cfg: Any, output_dir: str | os.PathLike[str]) -> None:
     """Model (or adapters) + processor in the output root; --merge-lora adds a merged model in merged/."""
     out = Path(output_dir)
@@ -242,6 +247,12 @@ def save_final(trainer: Any, processor: Any, cfg: Any, output_dir: str | os.Path
         return
     processor.save_pretrained(str(out))
     if cfg.lora and cfg.merge_lora:
+        if _zero3(trainer):
+            console.warn(
+                "--merge-lora skipped under DeepSpeed ZeRO-3 (rank 0 holds only a shard of the weights); the "
+                f"adapters in {out} load directly with `differad predict --model {out}`"
+            )
+            return
         model = trainer.accelerator.unwrap_model(trainer.model)
         merged = model.merge_and_unload()
         merged.save_pretrained(str(out / "merged"), safe_serialization=True)
