@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from differad_cli.boxes import clip_box, iou_many, order_box
+from differad_cli.boxes import iou_many
 from differad_cli.records import Pair, Prediction
 
 COUNT_KEYS = ("n", "n_ano", "n_nor", "invalid", "missing")
@@ -53,35 +53,35 @@ class SampleScores:
     pred_box: np.ndarray  # (N, 4) predicted boxes in target pixels (zero when invalid)
 
 
-def _checked(box: tuple[int, int, int, int], width: int, height: int) -> tuple[float, ...] | None:
-    """SPEC's rules for a prediction record's box: corners ordered, clipped to the image; the zero box stays;
-    a box that is degenerate (or emptied by clipping) makes the prediction invalid."""
-    if box == (0, 0, 0, 0):
-        return box
-    x1, y1, x2, y2 = clip_box(order_box(box), width, height)
-    return None if x2 <= x1 or y2 <= y1 else (x1, y1, x2, y2)
-
-
 def sample_scores(pairs: list[Pair], preds: Mapping[str, Prediction]) -> SampleScores:
-    """Per-sample scores; a pair without a prediction counts as invalid."""
+    """Per-sample scores; a pair without a prediction counts as invalid.
+
+    SPEC's rules for a prediction record's box, vectorized: corners ordered and clipped to the target image;
+    the zero box stays; a box that is degenerate (or emptied by clipping) makes the prediction invalid.
+    """
     n = len(pairs)
     gt = np.empty((n, 4), dtype=np.float64)
-    pb = np.zeros((n, 4), dtype=np.float64)
+    raw = np.zeros((n, 4), dtype=np.float64)
+    size = np.empty((n, 2), dtype=np.float64)
     label = np.empty(n, dtype=bool)
     valid = np.zeros(n, dtype=bool)
     missing = np.zeros(n, dtype=bool)
     for i, pair in enumerate(pairs):
         gt[i] = pair.box
+        size[i] = (pair.width, pair.height)
         label[i] = pair.label == 1
         p = preds.get(pair.id)
         if p is None:
             missing[i] = True
         elif p.valid:
-            box = _checked(p.box, pair.width, pair.height)
-            if box is not None:
-                valid[i] = True
-                pb[i] = box
-    pb[~valid] = 0.0
+            valid[i] = True
+            raw[i] = p.box
+    zero = ~raw.any(axis=1)
+    lo = np.minimum(raw[:, :2], raw[:, 2:]).clip(0.0, size)
+    hi = np.maximum(raw[:, :2], raw[:, 2:]).clip(0.0, size)
+    pb = np.concatenate([lo, hi], axis=1)
+    valid &= zero | (hi > lo).all(axis=1)
+    pb[~valid | zero] = 0.0
     nonzero = pb.any(axis=1)
     flagged = valid & nonzero
     iou = np.where(label & flagged, iou_many(pb, gt), 0.0)
