@@ -230,3 +230,15 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "x.jsonl", [{"id": 1}])
     for name in ("x.png", "x.jsonl"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == FILE_MODE  # not mkstemp's 0600
+
+
+def test_load_mask_ignores_compression_speckles_and_accepts_0_1_masks(tmp_path: Path) -> None:
+    m = np.zeros((20, 20), np.uint8)
+    m[5:10, 5:10] = 255
+    m[15, 15] = 6  # a JPEG-like speckle
+    Image.fromarray(m).save(tmp_path / "m.png")
+    assert boxes.mask_box(load_mask(tmp_path / "m.png")) == (5, 5, 10, 10)
+    Image.fromarray((m == 255).astype(np.uint8)).save(tmp_path / "m01.png")  # a 0/1 mask
+    assert boxes.mask_box(load_mask(tmp_path / "m01.png")) == (5, 5, 10, 10)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "empty.png")
+    assert not load_mask(tmp_path / "empty.png").any()

@@ -127,33 +127,24 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     from differad_cli.grpo import train_rl
     from differad_cli.sft import train_cold
 
-    with _stage("train-cold", timings):
-        if not _done(paths["cold"] / "config.json"):
-            train_cold(
-                output_dir=paths["cold"],
-                options={
-                    **COLD_OPTIONS,
-                    "pairs": str(paths["train_pairs"]),
-                    "model": str(paths["tiny_model"]),
-                    "max_steps": cfg.cold_steps,
-                    "seed": cfg.seed,
-                    "resume": _has_checkpoint(paths["cold"]),
-                },
-            )
-
-    with _stage("train-rl", timings):
-        if not _done(paths["rl"] / "config.json"):
-            train_rl(
-                output_dir=paths["rl"],
-                options={
-                    **RL_OPTIONS,
-                    "pairs": str(paths["train_pairs"]),
-                    "model": str(paths["cold"]),
-                    "max_steps": cfg.rl_steps,
-                    "seed": cfg.seed,
-                    "resume": _has_checkpoint(paths["rl"]),
-                },
-            )
+    stages = (
+        ("train-cold", train_cold, COLD_OPTIONS, paths["tiny_model"], paths["cold"], cfg.cold_steps),
+        ("train-rl", train_rl, RL_OPTIONS, paths["cold"], paths["rl"], cfg.rl_steps),
+    )
+    for name, train, options, model, run, steps in stages:
+        with _stage(name, timings):
+            if not _done(run / "config.json"):
+                train(
+                    output_dir=run,
+                    options={
+                        **options,
+                        "pairs": str(paths["train_pairs"]),
+                        "model": str(model),
+                        "max_steps": steps,
+                        "seed": cfg.seed,
+                        "resume": _has_checkpoint(run),
+                    },
+                )
 
     from differad_cli.commands.evaluate import run_eval
     from differad_cli.predict import PredictOptions, predict_file, predict_one, write_overlay

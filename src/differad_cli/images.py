@@ -77,17 +77,21 @@ def _decode(p: Path) -> np.ndarray:
         return np.asarray(im)
 
 
-def load_rgb(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Any common format -> (H, W, 3) uint8 RGB. Grayscale is replicated, alpha dropped, 16-bit scaled."""
+def _read(path: str | os.PathLike[str], what: str, max_pixels: int) -> np.ndarray:
     p = Path(path)
     image_size(p, max_pixels)
     try:
         arr = _decode(p)
     except (OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"cannot read image {p}: {e}") from None
+        raise ImageError(f"cannot read {what} {p}: {e}") from None
     if arr is None or arr.size == 0:
-        raise ImageError(f"cannot read image {p}: no pixel data")
-    arr = _to_uint8(arr)
+        raise ImageError(f"cannot read {what} {p}: no pixel data")
+    return arr
+
+
+def load_rgb(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Any common format -> (H, W, 3) uint8 RGB. Grayscale is replicated, alpha dropped, 16-bit scaled."""
+    arr = _to_uint8(_read(path, "image", max_pixels))
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.shape[2] == 4:
@@ -98,18 +102,16 @@ def load_rgb(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS)
 
 
 def load_mask(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """A binary mask as a 2-D bool array (any non-zero pixel is anomalous)."""
-    p = Path(path)
-    image_size(p, max_pixels)
-    try:
-        arr = _decode(p)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"cannot read mask {p}: {e}") from None
-    if arr is None or arr.size == 0:
-        raise ImageError(f"cannot read mask {p}: no pixel data")
+    """A binary mask as a 2-D bool array: pixels above half the mask's brightest value are anomalous.
+
+    Half the maximum rather than "non-zero", so masks saved as 0/1, 0/255 or 16-bit all work and the faint
+    speckles of a JPEG-compressed mask do not grow its box.
+    """
+    arr = _read(path, "mask", max_pixels)
     if arr.ndim == 3:
         arr = arr[:, :, :3].max(axis=2) if arr.shape[2] >= 3 else arr[:, :, 0]
-    return arr > 0
+    top = arr.max()
+    return arr > top / 2 if top > 0 else np.zeros(arr.shape, dtype=bool)
 
 
 def encode_png(arr: np.ndarray, level: int = 1) -> bytes:
