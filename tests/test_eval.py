@@ -226,3 +226,17 @@ def test_load_map_inf_is_most_anomalous_and_empty_file_is_bad_input(tmp_path: Pa
     (tmp_path / "empty.npy").write_bytes(b"")
     with pytest.raises(BadInput, match="cannot read anomaly map"):
         load_map(tmp_path / "empty.npy")
+
+
+def test_eval_warns_when_a_target_no_longer_matches_its_record(small_set: Path) -> None:
+    import json as _json
+
+    recs = [_json.loads(line) for line in (small_set / "pairs.jsonl").read_text().splitlines()]
+    recs[0]["width"] += 10
+    recs[0]["box"] = [0, 0, 0, 0]
+    recs[0]["label"] = 0
+    write_jsonl(small_set / "stale.jsonl", recs)
+    res = runner.invoke(app, ["eval", "--pairs", str(small_set / "stale.jsonl"), "--pred",
+                              str(small_set / "pred.jsonl"), "--out", str(small_set / "o2")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "1 target image(s) differ in size from their record" in res.output

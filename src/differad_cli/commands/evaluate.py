@@ -139,6 +139,7 @@ def run_eval(
     from differad_cli.records import read_pairs, read_predictions
 
     pairs = read_pairs(pairs_path)
+    warn_stale_sizes(pairs)
     notes = [f"pairs: {pairs_path} ({len(pairs)} records)"]
     if backend is not None:
         from differad_cli.predict import predict_file, resolve_backend
@@ -162,6 +163,25 @@ def run_eval(
         )  # fmt: skip
     console.info(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return metrics
+
+
+def warn_stale_sizes(pairs: list) -> None:
+    """Boxes are scored in the record's width x height while predictions come from the real image: say so
+    when a target on disk no longer has the size its record states (a stale manifest)."""
+    from differad_cli import console
+    from differad_cli.errors import ImageError
+    from differad_cli.images import image_size
+
+    stale = []
+    for p in pairs:
+        try:
+            if p.tgt.is_file() and image_size(p.tgt) != (p.width, p.height):
+                stale.append(p.id)
+        except ImageError:
+            continue
+    if stale:
+        shown = ", ".join(stale[:5]) + (f" (and {len(stale) - 5} more)" if len(stale) > 5 else "")
+        console.warn(f"{len(stale)} target image(s) differ in size from their record: {shown}")
 
 
 def register(app: typer.Typer) -> None:
