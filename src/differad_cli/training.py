@@ -315,7 +315,9 @@ def route_logs(trainer: Any, output_dir: str | os.PathLike[str], checkpoint: str
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
-            shown = [f"{k}={logs[k]:.4g}" for k in LOG_KEYS if isinstance(logs.get(k), (int, float))]
+            per_reward = [k for k in logs if k.startswith("rewards/") and k.endswith("/mean")]
+            keys = [*LOG_KEYS[:3], *per_reward, *LOG_KEYS[3:]]
+            shown = [f"{k}={logs[k]:.4g}" for k in keys if isinstance(logs.get(k), (int, float))]
             if shown:
                 console.info(f"  step {state.global_step}/{state.max_steps}  " + "  ".join(shown))
 
