@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from differad_cli import console
-from differad_cli.configs import RLConfig, build_configs
+from differad_cli.configs import RLConfig
 from differad_cli.records import Pair
 from differad_cli.rewards import LOC_REWARDS, difficulty_weight, is_degenerate
 
@@ -379,61 +379,39 @@ def train_rl(
     trainer_hook: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Run GRPO; returns the train summary. ``options`` override the recipe (CLI values)."""
-    from differad_cli.models import quiet_accelerator_probe, resize_params
+    from differad_cli.models import resize_params
     from differad_cli.rewards import get_reward
-    from differad_cli.training import (
-        check_model_path,
-        check_template,
-        left_padding,
-        load_trainable,
-        lora_config,
-        make_eval_callback,
-        resume_checkpoint,
-        route_logs,
-        save_final,
-        summary,
-        suppress_vision_tokens,
-        validate_pairs,
-    )
+    from differad_cli.training import left_padding, setup, suppress_vision_tokens, train_and_save
 
-    quiet_accelerator_probe()
-    cfg, args = build_configs("rl", recipe=recipe, cli=dict(options or {}), output_dir=str(output_dir))
+    reward_funcs: list[Any] = []
+
+    def rewards(cfg: Any) -> None:  # unknown reward names fail before the model loads
+        params = {"alpha": cfg.alpha, "lam": cfg.lam, "tau": cfg.tau, "delta": cfg.delta}
+        reward_funcs.extend(get_reward(name, **params) for name in cfg.rewards)
+
+    run = setup("rl", output_dir=output_dir, recipe=recipe, options=options, check=rewards)
+    cfg, args = run.cfg, run.args
     assert isinstance(cfg, RLConfig)
-    check_template(cfg.template)
-    params = {"alpha": cfg.alpha, "lam": cfg.lam, "tau": cfg.tau, "delta": cfg.delta}
-    reward_funcs = [get_reward(name, **params) for name in cfg.rewards]
-    pairs = validate_pairs(cfg.pairs)
-    eval_pairs = validate_pairs(cfg.eval_pairs, what="--eval-pairs") if cfg.eval_pairs else None
-    model_path, family = check_model_path(cfg.model)
-    checkpoint = resume_checkpoint(output_dir, cfg.resume)
-
-    model, processor = load_trainable(model_path, cfg, args, checkpoint)
-    suppress_vision_tokens(args, model)
-    left_padding(processor)
-    dataset = rl_dataset(pairs, cfg, family, resize_params(processor), args.seed)
-    callbacks = [make_eval_callback(eval_pairs, cfg, family, output_dir)] if eval_pairs else []
+    suppress_vision_tokens(args, run.model)
+    left_padding(run.processor)
+    dataset = rl_dataset(run.pairs, cfg, run.family, resize_params(run.processor), args.seed)
     trainer = _trainer_class()(
-        model=model,
+        model=run.model,
         reward_funcs=reward_funcs,
         args=args,
         train_dataset=dataset,
-        processing_class=processor,
-        peft_config=lora_config(cfg) if cfg.lora and not hasattr(model, "peft_config") else None,
-        callbacks=callbacks,
+        processing_class=run.processor,
+        peft_config=run.peft_config,
+        callbacks=run.callbacks,
         max_resample=cfg.max_resample,
         resample_eps=cfg.resample_eps,
         difficulty_weighting=cfg.difficulty_weighting,
         tau=cfg.tau,
     )
-    for cb in callbacks:
-        cb.trainer = trainer
-    route_logs(trainer, output_dir, checkpoint)
     if trainer_hook is not None:
         trainer_hook(trainer)
-    console.info(
-        f"train-rl: {len(pairs)} pairs, family {family}, G={args.num_generations}, rewards "
+    banner = (
+        f"train-rl: {len(run.pairs)} pairs, family {run.family}, G={args.num_generations}, rewards "
         f"{'+'.join(cfg.rewards)}, max_resample {cfg.max_resample}, output {output_dir}"
     )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    save_final(trainer, processor, cfg, output_dir)
-    return summary(trainer, output_dir, {"family": family, "pairs": len(pairs)})
+    return train_and_save(trainer, run, output_dir, banner)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from differad_cli import console
-from differad_cli.configs import ColdConfig, build_configs
+from differad_cli.configs import ColdConfig
 from differad_cli.coords import format_box
 from differad_cli.records import Pair
 
@@ -64,48 +63,22 @@ def train_cold(
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the cold-start SFT; returns the train summary. ``options`` override the recipe (CLI values)."""
-    from differad_cli.models import quiet_accelerator_probe, resize_params
-    from differad_cli.training import (
-        check_model_path,
-        check_template,
-        load_trainable,
-        lora_config,
-        make_eval_callback,
-        resume_checkpoint,
-        route_logs,
-        save_final,
-        summary,
-        validate_pairs,
-    )
-
-    quiet_accelerator_probe()
-    cfg, args = build_configs("cold", recipe=recipe, cli=dict(options or {}), output_dir=str(output_dir))
-    assert isinstance(cfg, ColdConfig)
-    check_template(cfg.template)
-    pairs = validate_pairs(cfg.pairs)
-    eval_pairs = validate_pairs(cfg.eval_pairs, what="--eval-pairs") if cfg.eval_pairs else None
-    model_path, family = check_model_path(cfg.model)
-    checkpoint = resume_checkpoint(output_dir, cfg.resume)
-
     from trl import SFTTrainer
 
-    model, processor = load_trainable(model_path, cfg, args, checkpoint)
-    dataset = sft_dataset(pairs, cfg, family, resize_params(processor), args.seed)
-    callbacks = []
-    if eval_pairs:
-        callbacks.append(make_eval_callback(eval_pairs, cfg, family, output_dir))
+    from differad_cli.models import resize_params
+    from differad_cli.training import setup, train_and_save
+
+    run = setup("cold", output_dir=output_dir, recipe=recipe, options=options)
+    cfg, args = run.cfg, run.args
+    assert isinstance(cfg, ColdConfig)
+    dataset = sft_dataset(run.pairs, cfg, run.family, resize_params(run.processor), args.seed)
     trainer = SFTTrainer(
-        model=model,
+        model=run.model,
         args=args,
         train_dataset=dataset,
-        processing_class=processor,
-        peft_config=lora_config(cfg) if cfg.lora and not hasattr(model, "peft_config") else None,
-        callbacks=callbacks,
+        processing_class=run.processor,
+        peft_config=run.peft_config,
+        callbacks=run.callbacks,
     )
-    for cb in callbacks:
-        cb.trainer = trainer
-    route_logs(trainer, output_dir, checkpoint)
-    console.info(f"train-cold: {len(pairs)} pairs, family {family}, output {output_dir}")
-    trainer.train(resume_from_checkpoint=checkpoint)
-    save_final(trainer, processor, cfg, output_dir)
-    return summary(trainer, output_dir, {"family": family, "pairs": len(pairs)})
+    banner = f"train-cold: {len(run.pairs)} pairs, family {run.family}, output {output_dir}"
+    return train_and_save(trainer, run, output_dir, banner)

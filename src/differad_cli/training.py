@@ -10,6 +10,7 @@ import json
 import os
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,66 @@ from differad_cli.errors import BadInput
 from differad_cli.records import Pair, check_files, read_pairs
 
 MAX_SHOWN = 5
+
+
+@dataclass
+class Setup:
+    """Everything a training command has checked before any model loads, then the loaded model."""
+
+    cfg: Any
+    args: Any
+    pairs: list[Pair]
+    eval_pairs: list[Pair] | None
+    model_path: Path
+    family: str
+    checkpoint: str | None
+    model: Any = None
+    processor: Any = None
+    callbacks: list[Any] = field(default_factory=list)  # periodic evaluation, when --eval-pairs is given
+
+    @property
+    def peft_config(self) -> Any:
+        return lora_config(self.cfg) if self.cfg.lora and not hasattr(self.model, "peft_config") else None
+
+
+def setup(
+    kind: str,
+    *,
+    output_dir: str | os.PathLike[str],
+    recipe: str | os.PathLike[str] | None,
+    options: dict[str, Any] | None,
+    check: Callable[[Any], None] | None = None,
+) -> Setup:
+    """Configs (defaults < recipe < options), every input check (``check`` adds the command's own), then the
+    model: a bad run fails in seconds with one line instead of after minutes of loading."""
+    from differad_cli.configs import build_configs
+    from differad_cli.models import quiet_accelerator_probe
+
+    quiet_accelerator_probe()
+    cfg, args = build_configs(kind, recipe=recipe, cli=dict(options or {}), output_dir=str(output_dir))
+    check_template(cfg.template)
+    if check is not None:
+        check(cfg)
+    pairs = validate_pairs(cfg.pairs)
+    eval_pairs = validate_pairs(cfg.eval_pairs, what="--eval-pairs") if cfg.eval_pairs else None
+    model_path, family = check_model_path(cfg.model)
+    checkpoint = resume_checkpoint(output_dir, cfg.resume)
+    run = Setup(cfg, args, pairs, eval_pairs, model_path, family, checkpoint)
+    run.model, run.processor = load_trainable(model_path, cfg, args, checkpoint)
+    if eval_pairs:
+        run.callbacks = [make_eval_callback(eval_pairs, cfg, family, output_dir)]
+    return run
+
+
+def train_and_save(trainer: Any, run: Setup, output_dir: str | os.PathLike[str], banner: str) -> dict:
+    """The common tail of both commands: wire callbacks and logs, train (resuming), save, summarize."""
+    for cb in run.callbacks:
+        cb.trainer = trainer
+    route_logs(trainer, output_dir, run.checkpoint)
+    console.info(banner)
+    trainer.train(resume_from_checkpoint=run.checkpoint)
+    save_final(trainer, run.processor, run.cfg, output_dir)
+    return summary(trainer, output_dir, {"family": run.family, "pairs": len(run.pairs)})
 
 
 def validate_pairs(path: str | os.PathLike[str] | None, *, what: str = "--pairs") -> list[Pair]:
