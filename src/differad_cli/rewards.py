@@ -282,34 +282,6 @@ def _extents(value: Any, n: int) -> list[Any]:
     return _column(value, n, is_box=False)
 
 
-def _loc_callable(name: str, fn: Callable[..., float], params: dict[str, Any]) -> RewardFn:
-    def reward(
-        completions: list[Any], gt_box: Any = None, label: Any = None, extent: Any = None, **_: Any
-    ) -> list[float]:
-        """``extent`` (the model frame per row) clips answers as eval does; without it nothing is clipped."""
-        n = len(completions)
-        boxes, labels = _column(gt_box, n, is_box=True), _column(label, n, is_box=False)
-        out: list[float] = []
-        for c, b, lab, ext in zip(completions, boxes, labels, _extents(extent, n), strict=True):
-            try:
-                gt = _gt(b, lab)
-                if gt is None:
-                    out.append(0.0)
-                    continue
-                box, lab_ = gt
-                if lab_ == 0:
-                    box = (0.0, 0.0, 0.0, 0.0)  # a normal row is normal whatever its box says
-                pred = clip_to_extent(parse_answer(completion_text(c)), ext)
-                out.append(_safe(fn(pred, box, **params)))
-            except Exception:
-                out.append(0.0)
-        return out
-
-    reward.__name__ = f"{name}_reward"
-    reward.__qualname__ = reward.__name__
-    return reward
-
-
 def _text_callable(name: str, fn: Callable[[str], float]) -> RewardFn:
     def reward(completions: list[Any], **_: Any) -> list[float]:
         out: list[float] = []
@@ -325,7 +297,13 @@ def _text_callable(name: str, fn: Callable[[str], float]) -> RewardFn:
     return reward
 
 
-def _staged_callable(params: dict[str, Any]) -> RewardFn:
+def _row_callable(name: str, score: Callable[[str, tuple[float, ...], int, Any], float]) -> RewardFn:
+    """A TRL reward over ground-truth columns: ``score(text, gt_box, label, extent)`` per completion.
+
+    ``extent`` (the model frame per row) clips answers as eval does; without it nothing is clipped. Rows
+    whose ground truth cannot be read score 0, like garbage completions.
+    """
+
     def reward(
         completions: list[Any], gt_box: Any = None, label: Any = None, extent: Any = None, **_: Any
     ) -> list[float]:
@@ -335,17 +313,30 @@ def _staged_callable(params: dict[str, Any]) -> RewardFn:
         for c, b, lab, ext in zip(completions, boxes, labels, _extents(extent, n), strict=True):
             try:
                 gt = _gt(b, lab)
-                text = completion_text(c)
-                out.append(
-                    0.0 if gt is None else _safe(staged_reward(text, gt[0], gt[1], extent=ext, **params))
-                )
+                out.append(0.0 if gt is None else _safe(score(completion_text(c), gt[0], gt[1], ext)))
             except Exception:
                 out.append(0.0)
         return out
 
-    reward.__name__ = "staged_reward"
+    reward.__name__ = f"{name}_reward"
     reward.__qualname__ = reward.__name__
     return reward
+
+
+def _loc_callable(name: str, fn: Callable[..., float], params: dict[str, Any]) -> RewardFn:
+    def score(text: str, box: tuple[float, ...], label: int, extent: Any) -> float:
+        if label == 0:
+            box = (0.0, 0.0, 0.0, 0.0)  # a normal row is normal whatever its box says
+        return fn(clip_to_extent(parse_answer(text), extent), box, **params)
+
+    return _row_callable(name, score)
+
+
+def _staged_callable(params: dict[str, Any]) -> RewardFn:
+    def score(text: str, box: tuple[float, ...], label: int, extent: Any) -> float:
+        return staged_reward(text, box, label, extent=extent, **params)
+
+    return _row_callable("staged", score)
 
 
 _LOC_FNS: dict[str, Callable[..., float]] = {
