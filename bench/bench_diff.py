@@ -75,11 +75,11 @@ def main() -> int:
     args = ap.parse_args()
     pinned = pin_one_core()
 
-    from differad_cli import console
-    from differad_cli.images import load_rgb
-    from differad_cli.metrics import score
-    from differad_cli.predict import DiffBackend
-    from differad_cli.records import read_pairs
+    from differad_cli.core import console
+    from differad_cli.core.images import load_rgb
+    from differad_cli.eval.metrics import score
+    from differad_cli.predict.run import DiffBackend
+    from differad_cli.core.records import read_pairs
 
     console.set_verbosity(console.QUIET)
     diff = DiffBackend()
@@ -108,8 +108,8 @@ def main() -> int:
         dt = (time.perf_counter() - t) * 1000.0 / len(qpairs)
         print(f"  diff backend   {fmt(score(qpairs, preds)['overall'])}   {dt:6.1f} ms/pair")
         if not args.skip_hf:
-            from differad_cli.hf_backend import HFBackend
-            from differad_cli.tiny_model import build_tiny_model
+            from differad_cli.predict.backends.hf import HFBackend
+            from differad_cli.models.tiny import build_tiny_model
 
             model_dir = build_tiny_model(root / "tiny", seed=0)
             hf = HFBackend.from_path(model_dir, device="cpu", max_new_tokens=32, batch_size=8)

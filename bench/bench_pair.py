@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from differad_cli.embed import PIXEL_DIM, PixelEmbedder, pixel_embedding, topk_cosine, topk_naive
+from differad_cli.pair.retrieval import PIXEL_DIM, PixelEmbedder, pixel_embedding, topk_cosine, topk_naive
 
 GOAL_S = 10.0
 K = 8
@@ -80,7 +80,7 @@ def main() -> int:
     )
 
     with tempfile.TemporaryDirectory(prefix="bench_pair_") as tmp:
-        from differad_cli.images import save_png
+        from differad_cli.core.images import save_png
 
         imgs = [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(args.images)]
         paths = []

@@ -28,10 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from differad_cli.boxes import mask_box
-from differad_cli.images import encode_png
-from differad_cli.procedural import SURFACES, TEXTURES
-from differad_cli.synth import SynthConfig, foreground_mask, sample_rngs, synthesize, synthesize_pair
+from differad_cli.core.boxes import mask_box
+from differad_cli.core.images import encode_png
+from differad_cli.synth.procedural import SURFACES, TEXTURES
+from differad_cli.synth import SynthConfig, synthesize
+from differad_cli.synth.geometry import foreground_mask
+from differad_cli.synth.sample import sample_rngs, synthesize_pair
 
 SPEEDUP_GOAL = 20.0
 SCALING_GOAL = 1.6

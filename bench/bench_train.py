@@ -60,7 +60,7 @@ def _step_timer() -> Any:
 
 def controlled_reward(degenerate_ids: set[str]) -> Any:
     """Constant 0 on the chosen pairs' groups (degenerate whatever is generated), varied elsewhere."""
-    from differad_cli.rewards import completion_text
+    from differad_cli.train.rewards import completion_text
 
     def reward(completions: list, id: list, **_: Any) -> list[float]:  # TRL passes the dataset column "id"
         return [
@@ -78,12 +78,12 @@ def run(
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer
 
-    from differad_cli.configs import build_configs
-    from differad_cli.grpo import DifferadGRPOTrainer, rl_dataset
-    from differad_cli.models import resize_params
-    from differad_cli.records import read_pairs
-    from differad_cli.rewards import get_reward
-    from differad_cli.training import left_padding, load_trainable, suppress_vision_tokens
+    from differad_cli.train.configs import build_configs
+    from differad_cli.train.grpo import DifferadGRPOTrainer, rl_dataset
+    from differad_cli.models.load import resize_params
+    from differad_cli.core.records import read_pairs
+    from differad_cli.train.rewards import get_reward
+    from differad_cli.train.common import left_padding, load_trainable, suppress_vision_tokens
 
     extra_rewards = over.pop("extra_rewards", [])
     cfg, args = build_configs(
@@ -120,9 +120,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=6, help="Steps per run (the first is warm-up).")
     opts = ap.parse_args()
 
-    from differad_cli import console
+    from differad_cli.core import console
     from differad_cli.synth import SynthConfig, synthesize
-    from differad_cli.tiny_model import build_tiny_model
+    from differad_cli.models.tiny import build_tiny_model
 
     console.set_verbosity(console.QUIET)
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
@@ -144,7 +144,7 @@ def main() -> int:
         f"(medians of {len(plain)} / {len(differad)} steps) -> ratio {ratio:.3f} (goal <= {GOAL})"
     )
 
-    from differad_cli.records import read_pairs
+    from differad_cli.core.records import read_pairs
 
     ids = [p.id for p in read_pairs(pairs_path)]
     print("resampling on (max_resample 2), each beside a plain GRPOTrainer run with the same rewards:")

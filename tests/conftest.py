@@ -28,7 +28,7 @@ def synth_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialized tiny Qwen2-VL checkpoint (seed 0), shared read-only by tests."""
-    from differad_cli.tiny_model import build_tiny_model
+    from differad_cli.models.tiny import build_tiny_model
 
     out = tmp_path_factory.mktemp("tiny") / "model"
     build_tiny_model(out, seed=0)

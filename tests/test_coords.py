@@ -6,8 +6,8 @@ import types
 
 import pytest
 
-from differad_cli.coords import FAMILIES, detect_family, format_box, from_model, smart_resize, to_model
-from differad_cli.errors import BadInput
+from differad_cli.core.coords import FAMILIES, detect_family, format_box, from_model, smart_resize, to_model
+from differad_cli.core.errors import BadInput
 
 
 def test_detect_family_from_dict_object_and_folder(tmp_path) -> None:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from differad_cli import boxes
-from differad_cli.errors import BadInput, ImageError
-from differad_cli.images import list_images, load_mask, load_rgb, save_png
-from differad_cli.records import (
+from differad_cli.core import boxes
+from differad_cli.core.errors import BadInput, ImageError
+from differad_cli.core.images import list_images, load_mask, load_rgb, save_png
+from differad_cli.core.records import (
     Pair,
     Prediction,
     RecordError,
@@ -223,8 +223,8 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
     import os
     import stat
 
-    from differad_cli.files import FILE_MODE
-    from differad_cli.records import write_jsonl
+    from differad_cli.core.io import FILE_MODE
+    from differad_cli.core.records import write_jsonl
 
     save_png(tmp_path / "x.png", np.zeros((4, 4, 3), np.uint8))
     write_jsonl(tmp_path / "x.jsonl", [{"id": 1}])

@@ -40,7 +40,7 @@ def test_demo_writes_everything_it_announces_and_resumes(tmp_path: Path) -> None
 
 
 def test_demo_refuses_too_small_sets(tmp_path: Path) -> None:
-    from differad_cli.errors import BadInput
+    from differad_cli.core.errors import BadInput
 
     with pytest.raises(BadInput, match="at least"):
         run_demo(DemoConfig(out=tmp_path / "d", n_train=2, n_test=1))

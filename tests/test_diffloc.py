@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from differad_cli.boxes import iou
-from differad_cli.diffloc import DiffConfig, localize
+from differad_cli.core.boxes import iou
+from differad_cli.predict.backends.diff import DiffConfig, localize
 
 
 def scene(seed: int, size: int = 192) -> np.ndarray:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from differad_cli.boxes import mask_box
-from differad_cli.images import load_mask, load_rgb
-from differad_cli.records import PRED_KEYS, check_files, read_pairs, read_predictions
+from differad_cli.core.boxes import mask_box
+from differad_cli.core.images import load_mask, load_rgb
+from differad_cli.core.records import PRED_KEYS, check_files, read_pairs, read_predictions
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from differad_cli.embed import PIXEL_DIM, pixel_embedding, topk_cosine, topk_naive
-from differad_cli.images import save_png
+from differad_cli.pair.retrieval import PIXEL_DIM, pixel_embedding, topk_cosine, topk_naive
+from differad_cli.core.images import save_png
 
 
 def img(seed: int, size: int = 40) -> np.ndarray:
@@ -77,7 +77,7 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_clip_embedder_on_tiny_random_clip(tiny_clip: Path, tmp_path: Path) -> None:
-    from differad_cli.embed import get_embedder
+    from differad_cli.pair.retrieval import get_embedder
 
     paths = []
     for i in range(3):
@@ -92,7 +92,7 @@ def test_clip_embedder_on_tiny_random_clip(tiny_clip: Path, tmp_path: Path) -> N
 
 
 def test_pair_with_clip_embedder_picks_identical_reference(tiny_clip: Path, tmp_path: Path) -> None:
-    from differad_cli.pair import PairConfig, build_pairs
+    from differad_cli.pair.build import PairConfig, build_pairs
 
     cat = tmp_path / "data" / "cat"
     (cat / "train" / "good").mkdir(parents=True)
@@ -107,8 +107,8 @@ def test_pair_with_clip_embedder_picks_identical_reference(tiny_clip: Path, tmp_
 
 
 def test_clip_folder_missing_is_bad_input(tmp_path: Path) -> None:
-    from differad_cli.embed import get_embedder
-    from differad_cli.errors import BadInput
+    from differad_cli.pair.retrieval import get_embedder
+    from differad_cli.core.errors import BadInput
 
     with pytest.raises(BadInput, match=r"config\.json"):
         get_embedder("clip", clip_model=tmp_path)

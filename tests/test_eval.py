@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from differad_cli.cli import app
-from differad_cli.evaluate import calibrate_threshold, load_map, map_box, split_calibration
-from differad_cli.images import save_png
-from differad_cli.records import Pair, write_jsonl
+from differad_cli.cli.app import app
+from differad_cli.eval.report import calibrate_threshold, load_map, map_box, split_calibration
+from differad_cli.core.images import save_png
+from differad_cli.core.records import Pair, write_jsonl
 
 runner = CliRunner()
 SIZE = 32
@@ -213,7 +213,7 @@ def test_eval_maps_cli(tmp_path: Path) -> None:
 
 
 def test_load_map_inf_is_most_anomalous_and_empty_file_is_bad_input(tmp_path: Path) -> None:
-    from differad_cli.errors import BadInput
+    from differad_cli.core.errors import BadInput
 
     a = np.full((64, 64), 0.1, np.float32)
     a[10:20, 30:40] = np.inf

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from differad_cli.errors import BadInput
-from differad_cli.grpo import batch_scores, group_weights, plan_resampling, resample_groups
-from differad_cli.rewards import difficulty_weight
+from differad_cli.core.errors import BadInput
+from differad_cli.train.grpo import batch_scores, group_weights, plan_resampling, resample_groups
+from differad_cli.train.rewards import difficulty_weight
 
 FAST = {
     "per_device_train_batch_size": 4,
@@ -169,12 +169,12 @@ def test_batch_scores_match_the_metric_definition() -> None:
 def _trainer(
     model_dir: Path, pairs: Path, out: Path, *, reward_funcs: list | None = None, **over: Any
 ) -> Any:
-    from differad_cli.configs import build_configs
-    from differad_cli.grpo import DifferadGRPOTrainer, rl_dataset
-    from differad_cli.models import resize_params
-    from differad_cli.records import read_pairs
-    from differad_cli.rewards import get_reward
-    from differad_cli.training import left_padding, load_trainable, suppress_vision_tokens
+    from differad_cli.train.configs import build_configs
+    from differad_cli.train.grpo import DifferadGRPOTrainer, rl_dataset
+    from differad_cli.models.load import resize_params
+    from differad_cli.core.records import read_pairs
+    from differad_cli.train.rewards import get_reward
+    from differad_cli.train.common import left_padding, load_trainable, suppress_vision_tokens
 
     cfg, args = build_configs("rl", recipe=None, cli={**FAST, **over}, output_dir=str(out))
     model, proc = load_trainable(model_dir, cfg, args)
@@ -256,9 +256,9 @@ def test_trainer_hook_regenerates_degenerate_groups_with_fake_reward(
 def test_train_rl_two_steps_logs_and_checkpoint_generates(
     synth_pairs: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from differad_cli.grpo import train_rl
-    from differad_cli.hf_backend import HFBackend
-    from differad_cli.records import read_pairs
+    from differad_cli.train.grpo import train_rl
+    from differad_cli.predict.backends.hf import HFBackend
+    from differad_cli.core.records import read_pairs
 
     out = tmp_path / "rl"
     result = train_rl(
@@ -298,7 +298,7 @@ def test_train_rl_two_steps_logs_and_checkpoint_generates(
 def test_train_rl_resumes_from_checkpoint(synth_pairs: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     from transformers import TrainerCallback
 
-    from differad_cli.grpo import train_rl
+    from differad_cli.train.grpo import train_rl
 
     out = tmp_path / "rl"
     base = {
@@ -331,7 +331,7 @@ def test_train_rl_resumes_from_checkpoint(synth_pairs: Path, tiny_model_dir: Pat
 
 
 def test_staged_task_and_periodic_eval(synth_pairs: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
-    from differad_cli.grpo import train_rl
+    from differad_cli.train.grpo import train_rl
 
     out = tmp_path / "staged"
     train_rl(
@@ -356,7 +356,7 @@ def test_staged_task_and_periodic_eval(synth_pairs: Path, tiny_model_dir: Path, 
 
 
 def test_unknown_reward_and_bad_weights_are_bad_input(synth_pairs: Path, tmp_path: Path) -> None:
-    from differad_cli.grpo import train_rl
+    from differad_cli.train.grpo import train_rl
 
     opts = {"pairs": str(synth_pairs), "model": str(tmp_path / "none")}
     with pytest.raises(BadInput, match="unknown reward 'nope'"):

@@ -13,11 +13,11 @@ from pathlib import Path
 SCRIPT = r"""
 import json, os, sys, zlib
 from pathlib import Path
-from differad_cli.configs import build_configs
-from differad_cli.grpo import DifferadGRPOTrainer, rl_dataset
-from differad_cli.models import resize_params
-from differad_cli.records import read_pairs
-from differad_cli.training import left_padding, load_trainable, suppress_vision_tokens
+from differad_cli.train.configs import build_configs
+from differad_cli.train.grpo import DifferadGRPOTrainer, rl_dataset
+from differad_cli.models.load import resize_params
+from differad_cli.core.records import read_pairs
+from differad_cli.train.common import left_padding, load_trainable, suppress_vision_tokens
 
 model_dir, pairs, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 rank = int(os.environ["RANK"])

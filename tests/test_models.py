@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from differad_cli.errors import BadInput
+from differad_cli.core.errors import BadInput
 
 
 def test_image_only_processor_without_torchvision(tiny_model_dir: Path) -> None:
-    from differad_cli import models
+    from differad_cli.models import load as models
 
     proc = models.load_processor(tiny_model_dir)
     assert type(proc).__name__ == "Qwen2VLProcessor"  # the stock name, also on disk
@@ -25,14 +25,14 @@ def test_image_only_processor_without_torchvision(tiny_model_dir: Path) -> None:
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def test_image_only_class_per_family(family: str) -> None:
-    from differad_cli.models import image_only_processor_class
+    from differad_cli.models.load import image_only_processor_class
 
     cls = image_only_processor_class(family)
     assert cls.get_attributes() == ["image_processor", "tokenizer"]
 
 
 def test_bad_paths_and_families(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from differad_cli.models import load_model_and_processor, model_family
+    from differad_cli.models.load import load_model_and_processor, model_family
 
     with pytest.raises(BadInput, match="not found"):
         load_model_and_processor(tmp_path / "missing")
@@ -53,7 +53,7 @@ def test_lora_adapter_folder_loads_on_base(tmp_path: Path, tiny_model_dir: Path)
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from differad_cli.models import adapter_base, load_model_and_processor
+    from differad_cli.models.load import adapter_base, load_model_and_processor
 
     base = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
     peft_model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
@@ -74,7 +74,7 @@ def test_lora_adapter_folder_loads_on_base(tmp_path: Path, tiny_model_dir: Path)
 def test_dtype_resolution() -> None:
     import torch
 
-    from differad_cli.models import resolve_dtype
+    from differad_cli.models.load import resolve_dtype
 
     assert resolve_dtype(None, "cpu") == torch.float32
     assert resolve_dtype("bf16", "cpu") == torch.bfloat16

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
-from differad_cli.images import load_rgb, save_png
-from differad_cli.openai_backend import EndpointError, OpenAIBackend, OpenAIConfig, chat_url
-from differad_cli.records import Pair
+from differad_cli.core.images import load_rgb, save_png
+from differad_cli.predict.backends.openai import EndpointError, OpenAIBackend, OpenAIConfig, chat_url
+from differad_cli.core.records import Pair
 
 ANSWER = "<think>a stain left of centre</think><answer>(100,200),(500,600)</answer>"
 
@@ -208,7 +208,7 @@ def test_cli_broken_http_reply_exits_2(server, pair, monkeypatch, capsys) -> Non
 def test_qwen2_5_vl_pixel_limits_default_to_qwen25_and_reach_the_backend(
     server, tmp_path, monkeypatch, capsys
 ) -> None:
-    from differad_cli.predict import PredictOptions, make_backend
+    from differad_cli.predict.run import PredictOptions, make_backend
 
     url, _ = server
     save_png(tmp_path / "r.png", np.full((1000, 1200, 3), 90, np.uint8))
@@ -267,7 +267,7 @@ def test_concurrency_is_bounded_and_order_kept(server, tmp_path, pair) -> None:
 
 
 def test_bad_config_is_bad_input() -> None:
-    from differad_cli.errors import BadInput
+    from differad_cli.core.errors import BadInput
 
     with pytest.raises(BadInput, match="http"):
         chat_url("localhost:8000")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
-from differad_cli.images import save_png
+from differad_cli.core.images import save_png
 
 SIZE = 32
 
@@ -81,7 +81,7 @@ def test_mvtec_retrieval_boxes_and_components(tmp_path, monkeypatch, capsys) -> 
     assert good["box"] == [0, 0, 0, 0] and good["label"] == 0 and good["n_components"] == 0
     assert good["ref"].endswith("train/good/001.png")  # vstripes
     # read back through the contract
-    from differad_cli.records import read_pairs
+    from differad_cli.core.records import read_pairs
 
     pairs = read_pairs(out)
     assert all(p.ref.is_file() and p.tgt.is_file() for p in pairs)
@@ -91,7 +91,7 @@ def test_mvtec_retrieval_boxes_and_components(tmp_path, monkeypatch, capsys) -> 
 
 def test_mvtec_single_category_root_and_train_split(tmp_path, monkeypatch) -> None:
     cat = make_mvtec(tmp_path / "data")
-    from differad_cli.pair import PairConfig, build_pairs
+    from differad_cli.pair.build import PairConfig, build_pairs
 
     pairs = build_pairs(PairConfig(data=cat, out=tmp_path / "p.jsonl", split="train", k=8, cache=False))
     assert len(pairs) == 3
@@ -104,7 +104,7 @@ def test_mvtec_single_category_root_and_train_split(tmp_path, monkeypatch) -> No
 
 
 def test_cache_reuses_and_invalidates(tmp_path) -> None:
-    from differad_cli.embed import EmbeddingCache, PixelEmbedder
+    from differad_cli.pair.retrieval import EmbeddingCache, PixelEmbedder
 
     p = tmp_path / "a.png"
     save_png(p, pattern("checker"))
@@ -130,7 +130,7 @@ def test_cache_reuses_and_invalidates(tmp_path) -> None:
 
 
 def test_folder_layout_subsets_and_flat(tmp_path) -> None:
-    from differad_cli.pair import PairConfig, build_pairs
+    from differad_cli.pair.build import PairConfig, build_pairs
 
     cat = tmp_path / "board"
     (cat / "normal").mkdir(parents=True)
@@ -200,7 +200,7 @@ def test_layout_without_normals_and_bad_options(tmp_path, monkeypatch, capsys) -
 
 
 def test_mask_component_box_largest_and_count() -> None:
-    from differad_cli.pair import mask_component_box
+    from differad_cli.pair.layouts.base import mask_component_box
 
     assert mask_component_box(np.zeros((5, 5), bool)) == ((0, 0, 0, 0), 0)
     m = two_component_mask() > 0

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from differad_cli.parsing import is_box_only, parse_answer, parse_prediction
+from differad_cli.protocol.parsing import is_box_only, parse_answer, parse_prediction
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
-from differad_cli.images import load_rgb, save_png
-from differad_cli.records import Prediction, read_pairs, read_predictions
+from differad_cli.core.images import load_rgb, save_png
+from differad_cli.core.records import Prediction, read_pairs, read_predictions
 
 
 def textured(seed: int, size: int = 96) -> np.ndarray:
@@ -93,14 +93,14 @@ def test_batch_mode_writes_prediction_records(synth_pairs: Path, tmp_path, monke
     assert all(p.valid and p.score is not None for p in preds)
     assert not list(tmp_path.glob(".preds.jsonl.partial"))
     # the diff backend is not random: anomalous synthetic pairs are mostly found (a sanity floor)
-    from differad_cli.boxes import iou
+    from differad_cli.core.boxes import iou
 
     hits = [iou(q.box, p.box) >= 0.3 for p, q in zip(pairs, preds, strict=True) if p.label]
     assert sum(hits) >= len(hits) // 2
 
 
 def test_batch_mode_resumes_after_interruption(synth_pairs: Path, tmp_path, monkeypatch) -> None:
-    from differad_cli import predict as P
+    from differad_cli.predict import run as P
 
     seen: list[str] = []
 
@@ -133,7 +133,7 @@ def test_batch_mode_resumes_after_interruption(synth_pairs: Path, tmp_path, monk
 
 
 def test_resume_survives_options_that_do_not_change_answers(synth_pairs: Path, tmp_path, monkeypatch) -> None:
-    from differad_cli import predict as P
+    from differad_cli.predict import run as P
 
     seen: list[str] = []
 
@@ -171,7 +171,7 @@ def _bad_out(monkeypatch, capsys, *args: object) -> str:
 
 
 def test_batch_out_is_checked_before_any_work(synth_pairs: Path, tmp_path, monkeypatch, capsys) -> None:
-    from differad_cli import predict as P
+    from differad_cli.predict import run as P
 
     monkeypatch.setattr(P, "make_backend", lambda o: pytest.fail("no prediction may run"))
     before = synth_pairs.read_bytes()
@@ -190,7 +190,7 @@ def test_batch_out_is_checked_before_any_work(synth_pairs: Path, tmp_path, monke
 
 
 def test_explanation_and_human_line() -> None:
-    from differad_cli.predict import explanation, human_line
+    from differad_cli.predict.run import explanation, human_line
 
     assert explanation("<think> a  scratch\nnear the edge </think><answer>(1,2),(3,4)</answer>") == (
         "a scratch near the edge"
@@ -204,7 +204,7 @@ def test_explanation_and_human_line() -> None:
 
 
 def test_hf_backend_on_tiny_model_produces_records(tiny_model_dir: Path, synth_pairs: Path) -> None:
-    from differad_cli.hf_backend import HFBackend
+    from differad_cli.predict.backends.hf import HFBackend
 
     pairs = read_pairs(synth_pairs)[:5]
     backend = HFBackend.from_path(tiny_model_dir, max_new_tokens=12, batch_size=4, device="cpu")
@@ -222,9 +222,9 @@ def test_hf_backend_on_tiny_model_produces_records(tiny_model_dir: Path, synth_p
 
 
 def test_hf_backend_qwen2_5_vl_uses_processor_resized_size(tiny_model_dir: Path) -> None:
-    from differad_cli.coords import smart_resize
-    from differad_cli.hf_backend import HFBackend
-    from differad_cli.models import load_model_and_processor, resize_params
+    from differad_cli.core.coords import smart_resize
+    from differad_cli.predict.backends.hf import HFBackend
+    from differad_cli.models.load import load_model_and_processor, resize_params
 
     model, processor, _ = load_model_and_processor(tiny_model_dir, device="cpu")
     b = HFBackend(model, processor, "qwen2_5_vl", max_new_tokens=4)
@@ -262,8 +262,8 @@ def test_hf_backend_through_cli_json(tiny_model_dir: Path, images, monkeypatch, 
 
 
 def test_predict_pairs_api_feeds_metrics(synth_pairs: Path) -> None:
-    from differad_cli.metrics import score
-    from differad_cli.predict import PredictOptions, predict_pairs
+    from differad_cli.eval.metrics import score
+    from differad_cli.predict.run import PredictOptions, predict_pairs
 
     pairs = read_pairs(synth_pairs)
     preds = predict_pairs(pairs, PredictOptions(backend="diff"))

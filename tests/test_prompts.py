@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from differad_cli.errors import BadInput
-from differad_cli.prompts import TEMPLATES, build_messages, paraphrases, prompt_text
+from differad_cli.core.errors import BadInput
+from differad_cli.protocol.prompts import TEMPLATES, build_messages, paraphrases, prompt_text
 
 
 def test_templates_named() -> None:

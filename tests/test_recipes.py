@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from differad_cli.configs import build_configs, load_recipe
-from differad_cli.errors import BadInput
+from differad_cli.train.configs import build_configs, load_recipe
+from differad_cli.core.errors import BadInput
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 MODEL_RECIPES = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelerate")
@@ -93,7 +93,7 @@ def test_staged_task_switches_template_and_rewards(tmp_path: Path) -> None:
 
 
 def test_launch_argv_and_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from differad_cli.launch import ENV_GUARD, launch_argv, should_relaunch
+    from differad_cli.train.launch import ENV_GUARD, launch_argv, should_relaunch
 
     monkeypatch.delenv(ENV_GUARD, raising=False)
     acc = RECIPES / "accelerate" / "zero3.yaml"

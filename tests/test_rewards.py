@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from differad_cli.errors import BadInput
-from differad_cli.rewards import (
+from differad_cli.core.errors import BadInput
+from differad_cli.train.rewards import (
     LOC_REWARDS,
     REWARDS,
     completion_text,
@@ -213,7 +213,7 @@ def test_loc_rewards_bounded_and_ordered(pred: tuple, gt: tuple) -> None:
 
 
 def test_loc_rewards_clip_answers_to_the_model_frame_like_eval() -> None:
-    from differad_cli.rewards import get_reward
+    from differad_cli.train.rewards import get_reward
 
     dclr_fn = get_reward("dclr")
     overshoot = "<think>x</think><answer>(-100,-100),(1100,1100)</answer>"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from differad_cli.errors import BadInput
-from differad_cli.records import Pair, read_pairs
+from differad_cli.core.errors import BadInput
+from differad_cli.core.records import Pair, read_pairs
 
 FAST = {
     "per_device_train_batch_size": 2,
@@ -27,7 +27,7 @@ def _pair(box: tuple[int, int, int, int], label: int = 1, desc: str | None = Non
 
 
 def test_description_region_size_and_appearance() -> None:
-    from differad_cli.descriptions import NORMAL_TEXT, describe, region_name
+    from differad_cli.protocol.descriptions import NORMAL_TEXT, describe, region_name
 
     assert region_name((0, 0, 10, 10), 100, 50) == "upper left"
     assert region_name((45, 20, 55, 30), 100, 50) == "centre"
@@ -45,9 +45,9 @@ def test_description_region_size_and_appearance() -> None:
 
 
 def test_target_text_uses_model_coordinates_and_record_description(synth_pairs: Path) -> None:
-    from differad_cli.parsing import parse_answer
-    from differad_cli.rewards import format_reward
-    from differad_cli.sft import target_text
+    from differad_cli.protocol.parsing import parse_answer
+    from differad_cli.train.rewards import format_reward
+    from differad_cli.train.sft import target_text
 
     resize = {"min_pixels": 3136, "max_pixels": 12544, "factor": 28}
     pairs = read_pairs(synth_pairs)
@@ -67,9 +67,9 @@ def test_target_text_uses_model_coordinates_and_record_description(synth_pairs: 
 def test_collator_trains_on_the_answer_only(synth_pairs: Path, tiny_model_dir: Path) -> None:
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-    from differad_cli.configs import ColdConfig
-    from differad_cli.models import load_processor, resize_params
-    from differad_cli.sft import sft_dataset
+    from differad_cli.train.configs import ColdConfig
+    from differad_cli.models.load import load_processor, resize_params
+    from differad_cli.train.sft import sft_dataset
 
     proc = load_processor(tiny_model_dir)
     pairs = read_pairs(synth_pairs)[:2]
@@ -88,8 +88,8 @@ def test_collator_trains_on_the_answer_only(synth_pairs: Path, tiny_model_dir: P
 def test_train_cold_two_steps_checkpoint_loads_and_generates(
     synth_pairs: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from differad_cli.hf_backend import HFBackend
-    from differad_cli.sft import train_cold
+    from differad_cli.predict.backends.hf import HFBackend
+    from differad_cli.train.sft import train_cold
 
     out = tmp_path / "cold"
     result = train_cold(
@@ -123,8 +123,8 @@ def test_train_cold_two_steps_checkpoint_loads_and_generates(
 def test_train_cold_lora_with_merge(synth_pairs: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForImageTextToText
 
-    from differad_cli.models import load_model_and_processor
-    from differad_cli.sft import train_cold
+    from differad_cli.models.load import load_model_and_processor
+    from differad_cli.train.sft import train_cold
 
     out = tmp_path / "lora"
     train_cold(
@@ -153,7 +153,7 @@ def _write(path: Path, records: list[dict]) -> Path:
 
 
 def test_bad_records_are_reported_before_any_model_loads(synth_pairs: Path, tmp_path: Path) -> None:
-    from differad_cli.sft import train_cold
+    from differad_cli.train.sft import train_cold
 
     recs = [json.loads(line) for line in synth_pairs.read_text().splitlines()]
     root = synth_pairs.parent
@@ -181,7 +181,7 @@ def test_bad_records_are_reported_before_any_model_loads(synth_pairs: Path, tmp_
 def test_cli_bad_input_exits_2(
     synth_pairs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from differad_cli import cli
+    from differad_cli.cli import app as cli
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("learning_rate: 1e-5\nnot_an_option: 3\n")
@@ -221,8 +221,8 @@ def test_cli_bad_input_exits_2(
 
 
 def test_vision_tower_frozen_by_default(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from differad_cli.configs import build_configs
-    from differad_cli.training import load_trainable
+    from differad_cli.train.configs import build_configs
+    from differad_cli.train.common import load_trainable
 
     for freeze in (True, False):
         cfg, args = build_configs(
@@ -236,9 +236,9 @@ def test_vision_tower_frozen_by_default(tiny_model_dir: Path, tmp_path: Path) ->
 
 
 def test_staged_template_targets_pass_the_staged_format_reward(synth_pairs: Path) -> None:
-    from differad_cli.records import read_pairs
-    from differad_cli.rewards import staged_format_reward
-    from differad_cli.sft import target_text
+    from differad_cli.core.records import read_pairs
+    from differad_cli.train.rewards import staged_format_reward
+    from differad_cli.train.sft import target_text
 
     resize = {"min_pixels": 3136, "max_pixels": 12544, "factor": 28}
     pairs = read_pairs(synth_pairs)

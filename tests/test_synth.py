@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from differad_cli.augment import OPS, apply_ops, augment
-from differad_cli.boxes import ZERO_BOX, mask_box
-from differad_cli.images import load_mask, load_rgb
-from differad_cli.perlin import perlin_mask, perlin_noise, sample_scale
-from differad_cli.procedural import SURFACES, TEXTURES
-from differad_cli.records import read_pairs
-from differad_cli.synth import (
-    SynthConfig,
+from differad_cli.synth.augment import OPS, apply_ops, augment
+from differad_cli.core.boxes import ZERO_BOX, mask_box
+from differad_cli.core.images import load_mask, load_rgb
+from differad_cli.synth.perlin import perlin_mask, perlin_noise, sample_scale
+from differad_cli.synth.procedural import SURFACES, TEXTURES
+from differad_cli.core.records import read_pairs
+from differad_cli.synth.config import SynthConfig
+from differad_cli.synth.geometry import (
     blend,
     foreground_mask,
     jitter_rotate,
@@ -21,8 +21,8 @@ from differad_cli.synth import (
     n_components,
     one_component,
     rotate_mask,
-    synthesize_pair,
 )
+from differad_cli.synth.sample import synthesize_pair
 
 
 def _rng(seed: int = 0) -> np.random.Generator:

@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-from differad_cli.boxes import mask_box
-from differad_cli.errors import BadInput
-from differad_cli.images import load_mask, load_rgb
-from differad_cli.records import read_pairs
+from differad_cli.core.boxes import mask_box
+from differad_cli.core.errors import BadInput
+from differad_cli.core.images import load_mask, load_rgb
+from differad_cli.core.records import read_pairs
 from differad_cli.synth import SynthConfig, synthesize
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from differad_cli.errors import BadInput
+from differad_cli.core.errors import BadInput
 
 
 def _digest(folder: Path, name: str) -> str:
@@ -55,7 +55,7 @@ def test_tokenizer_covers_protocol_text(tiny_model_dir: Path) -> None:
 
 
 def test_generates_with_two_images(tiny_model_dir: Path) -> None:
-    from differad_cli.models import load_model_and_processor
+    from differad_cli.models.load import load_model_and_processor
 
     model, proc, family = load_model_and_processor(tiny_model_dir, device="cpu")
     assert family == "qwen2_vl"
@@ -76,7 +76,7 @@ def test_generates_with_two_images(tiny_model_dir: Path) -> None:
 
 
 def test_build_is_deterministic_and_atomic(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from differad_cli.tiny_model import build_tiny_model
+    from differad_cli.models.tiny import build_tiny_model
 
     other = build_tiny_model(tmp_path / "again", seed=0)
     for name in ("model.safetensors", "tokenizer.json"):
@@ -93,7 +93,7 @@ def test_build_is_deterministic_and_atomic(tmp_path: Path, tiny_model_dir: Path)
 def test_cli_tiny_model(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from differad_cli.cli import app
+    from differad_cli.cli.app import app
 
     res = CliRunner().invoke(app, ["tiny-model", str(tmp_path / "m"), "--seed", "3"])
     assert res.exit_code == 0, res.output

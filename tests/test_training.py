@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from differad_cli.configs import ColdConfig
-from differad_cli.errors import BadInput
-from differad_cli.grpo import plan_resampling
-from differad_cli.training import load_trainable, lora_config
+from differad_cli.train.configs import ColdConfig
+from differad_cli.core.errors import BadInput
+from differad_cli.train.grpo import plan_resampling
+from differad_cli.train.common import load_trainable, lora_config
 
 COLD = {
     "lr_scheduler_type": "constant",  # steps 1-2 must not depend on max_steps for the comparison
@@ -36,7 +36,7 @@ def test_resume_continues_from_the_checkpoint_weights(
     synth_pairs: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     """2 steps + resume to 3 == 3 steps straight: the resumed run starts from the checkpoint's weights."""
-    from differad_cli.sft import train_cold
+    from differad_cli.train.sft import train_cold
 
     base = {"pairs": str(synth_pairs), "model": str(tiny_model_dir), "save_steps": 1, **COLD}
     train_cold(output_dir=tmp_path / "straight", options={**base, "max_steps": 3})
@@ -82,7 +82,7 @@ def test_unknown_lora_target_is_bad_input(tiny_model_dir: Path) -> None:
 
 
 def test_output_dir_that_is_a_file_is_bad_input(tmp_path: Path) -> None:
-    from differad_cli.training import resume_checkpoint
+    from differad_cli.train.common import resume_checkpoint
 
     (tmp_path / "f").write_text("x")
     with pytest.raises(BadInput, match="is a file"):
@@ -90,7 +90,7 @@ def test_output_dir_that_is_a_file_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_all_perfect_uses_each_rewards_maximum() -> None:
-    from differad_cli.rewards import get_reward
+    from differad_cli.train.rewards import get_reward
 
     dclr = get_reward("dclr", delta=0.2)
     assert dclr.max_value == pytest.approx(1.2) and get_reward("format").max_value == 1.0
@@ -104,8 +104,8 @@ def test_all_perfect_uses_each_rewards_maximum() -> None:
 
 
 def test_merge_lora_is_skipped_under_zero3_with_a_warning(tmp_path: Path, capsys) -> None:
-    from differad_cli.configs import RLConfig
-    from differad_cli.training import save_final
+    from differad_cli.train.configs import RLConfig
+    from differad_cli.train.common import save_final
 
     calls: list[str] = []
 

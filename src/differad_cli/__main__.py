@@ -1,3 +1,3 @@
-from differad_cli.cli import main
+from differad_cli.cli.app import main
 
 main()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from differad_cli import console
+from differad_cli.core import console
 
 # Tiny-model training settings: fast on 2 CPU cores; a larger learning rate than the paper's so that a few
 # steps visibly move a randomly initialized model (the paper's values live in recipes/).
@@ -82,7 +82,7 @@ def _stage(name: str, timings: dict[str, float]) -> Any:
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
     """Run (or resume) every stage and return where everything is plus both metric sets."""
-    from differad_cli.errors import BadInput
+    from differad_cli.core.errors import BadInput
 
     if cfg.n_train < 8 or cfg.n_test < 4:
         raise BadInput("the demo needs at least --n-train 8 and --n-test 4")
@@ -106,7 +106,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     }
     timings: dict[str, float] = {}
 
-    from differad_cli.synth import SynthConfig, synthesize
+    from differad_cli.synth.run import SynthConfig, synthesize
 
     with _stage("synth", timings):
         for key, n, seed in (
@@ -120,12 +120,12 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
 
     with _stage("tiny-model", timings):
         if not _done(paths["tiny_model"] / "config.json"):
-            from differad_cli.tiny_model import build_tiny_model
+            from differad_cli.models.tiny import build_tiny_model
 
             build_tiny_model(paths["tiny_model"], seed=cfg.seed)
 
-    from differad_cli.grpo import train_rl
-    from differad_cli.sft import train_cold
+    from differad_cli.train.grpo import train_rl
+    from differad_cli.train.sft import train_cold
 
     stages = (
         ("train-cold", train_cold, COLD_OPTIONS, paths["tiny_model"], paths["cold"], cfg.cold_steps),
@@ -146,8 +146,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                     },
                 )
 
-    from differad_cli.commands.evaluate import run_eval
-    from differad_cli.predict import PredictOptions, predict_file, predict_one, write_overlay
+    from differad_cli.cli.evaluate import run_eval
+    from differad_cli.predict.run import PredictOptions, predict_file, predict_one, write_overlay
 
     metrics: dict[str, dict[str, Any]] = {}
     runs = (
@@ -166,7 +166,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
             metrics[name] = run_eval(paths["test_pairs"], folder, pred=pred, overlays=4)
 
     with _stage("predict", timings):
-        from differad_cli.records import read_pairs, write_jsonl
+        from differad_cli.core.records import read_pairs, write_jsonl
 
         pair = next((p for p in read_pairs(paths["test_pairs"]) if p.label == 1), None)
         assert pair is not None, "synthetic test set without an anomalous pair"

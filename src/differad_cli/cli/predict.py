@@ -1,0 +1,147 @@
+"""`differad predict`: one reference/target pair (human line or --json), or a whole pair manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from differad_cli.cli._backend import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    ApiKey,
+    Backend,
+    BatchSize,
+    Concurrency,
+    Device,
+    DType,
+    Endpoint,
+    Family,
+    MaxNewTokens,
+    MaxPixels,
+    MinArea,
+    MinPixels,
+    Model,
+    Retries,
+    Template,
+    Threshold,
+    Timeout,
+    TrustRemoteCode,
+    predict_options,
+)
+from differad_cli.cli._common import Quiet, Seed, Verbose, apply_verbosity, example
+
+HELP = """Say whether TGT has a defect compared with the normal reference REF, and where (one box).
+
+Prints one line: anomalous or normal, the box in target pixels (x2/y2 exclusive) and the explanation
+when the backend gives one. --json prints {"ref", "tgt", "box", "label", "valid", "text", "backend",
+"elapsed_ms", "score"} instead. Batch mode (--pairs P.jsonl --out PRED.jsonl) writes prediction records
+for `differad eval`; an interrupted run resumes (--no-resume starts over).
+
+Backends:
+
+
+  diff    (default without --model) training-free golden-template inspection: aligns the reference
+          to the target (shift + rotation), matches brightness, takes a noise-tolerant difference and
+          boxes the largest region above --threshold (0-255 intensity units; lower finds fainter
+          defects, higher gives fewer false alarms); smaller than --min-area (image fraction) = normal.
+
+
+  hf      a local Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint or LoRA adapter folder (--model PATH);
+          greedy, batched, GPU when present.
+
+
+  openai  an OpenAI-compatible chat endpoint such as a vLLM server (--endpoint URL --model NAME,
+          key from --api-key or OPENAI_API_KEY). --family names the served model's coordinate
+          convention: qwen3_vl (default) and qwen2_vl answer in 0-1000 of the image, qwen2_5_vl in
+          pixels of its resized image, computed from --min-pixels/--max-pixels: set them to the
+          server processor's limits (default: Qwen2.5-VL's published 3136 / 12845056).
+
+A reference of another size than the target is resized to it (with a warning)."""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "predict",
+        help=HELP,
+        epilog=example(
+            "differad predict ref.png tgt.png",
+            "differad predict ref.png tgt.png --json --overlay out.png --threshold 30",
+            "differad predict ref.png tgt.png --backend hf --model runs/rl/checkpoint-500",
+            "differad predict ref.png tgt.png --endpoint http://localhost:8000/v1 --model differad-2b",
+            "differad predict --pairs pairs.jsonl --out preds.jsonl --backend diff",
+        ),
+    )
+    def predict_cmd(
+        ref: Annotated[
+            Path | None, typer.Argument(help="Normal reference image.", show_default=False)
+        ] = None,
+        tgt: Annotated[
+            Path | None, typer.Argument(help="Target image to inspect.", show_default=False)
+        ] = None,
+        backend: Backend = None,
+        model: Model = None,
+        pairs: Annotated[
+            Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Batch mode: prediction records output.")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+        overlay: Annotated[
+            Path | None, typer.Option("--overlay", help="Write REF beside TGT with the box drawn (PNG).")
+        ] = None,
+        template: Template = "differad",
+        threshold: Threshold = None,
+        min_area: MinArea = None,
+        batch_size: BatchSize = 4,
+        max_new_tokens: MaxNewTokens = 256,
+        device: Device = None,
+        dtype: DType = None,
+        trust_remote_code: TrustRemoteCode = False,
+        endpoint: Endpoint = None,
+        api_key: ApiKey = None,
+        family: Family = "qwen3_vl",
+        timeout: Timeout = 60.0,
+        retries: Retries = 3,
+        concurrency: Concurrency = 4,
+        min_pixels: MinPixels = DEFAULT_MIN_PIXELS,
+        max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+        resume: Annotated[
+            bool, typer.Option("--resume/--no-resume", help="Batch: continue an interrupted run.")
+        ] = True,
+        seed: Seed = 0,
+        quiet: Quiet = False,
+        verbose: Verbose = False,
+    ) -> None:
+        apply_verbosity(quiet, verbose)
+        from differad_cli.core.errors import BadInput
+        from differad_cli.predict.run import human_line, predict_file, predict_one, write_overlay
+
+        opts = predict_options(
+            backend=backend, model=model, template=template, batch_size=batch_size,
+            max_new_tokens=max_new_tokens, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+            endpoint=endpoint, api_key=api_key, family=family, timeout=timeout, retries=retries,
+            concurrency=concurrency, min_pixels=min_pixels, max_pixels=max_pixels, threshold=threshold,
+            min_area=min_area, seed=seed,
+        )  # fmt: skip
+        if pairs is not None:
+            if ref is not None or tgt is not None:
+                raise BadInput("give either REF TGT or --pairs P.jsonl --out PRED.jsonl, not both")
+            if out is None:
+                raise BadInput("--pairs needs --out PRED.jsonl")
+            if as_json or overlay is not None:
+                raise BadInput("--json and --overlay apply to one pair (REF TGT), not to --pairs")
+            predict_file(pairs, out, opts, resume=resume)
+            return
+        if ref is None or tgt is None:
+            raise BadInput("give REF and TGT images, or --pairs P.jsonl --out PRED.jsonl (see --help)")
+        if out is not None:
+            raise BadInput("--out is for batch mode (--pairs); use --json or --overlay for one pair")
+        result = predict_one(ref, tgt, opts)
+        if overlay is not None:
+            caption = "normal" if not result["label"] else "anomalous"
+            write_overlay(overlay, ref, tgt, result["box"] if result["valid"] else None, caption=caption)
+        print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))

@@ -1,1 +1,0 @@
-"""Subcommands: thin wrappers that parse options and call the stage modules."""

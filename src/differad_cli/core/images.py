@@ -1,0 +1,156 @@
+"""Image I/O with clear errors: every stage loads RGB uint8 arrays and boolean masks through here."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from differad_cli.core import console
+from differad_cli.core.errors import ImageError
+from differad_cli.core.io import IMAGE_SUFFIXES, atomic_write
+
+# Refuse decompression bombs ourselves (PIL's own limit only warns below 2x its default).
+DEFAULT_MAX_PIXELS = 100_000_000
+
+cv2.setNumThreads(1)  # stages parallelize across processes; OpenCV's own pool would oversubscribe
+
+
+def image_size(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the header alone; raises ImageError for missing/corrupt/oversized files."""
+    p = Path(path)
+    if not p.is_file():
+        raise ImageError(f"image not found: {p}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"refusing {p}: image is too large ({e})") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ImageError(f"cannot read image {p}: {e}") from None
+    if w <= 0 or h <= 0:
+        raise ImageError(f"cannot read image {p}: empty image")
+    if w * h > max_pixels:
+        raise ImageError(
+            f"refusing {p}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} "
+            "(possible decompression bomb)"
+        )
+    return w, h
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        a = np.nan_to_num(arr.astype(np.float32))
+        if a.max(initial=0.0) <= 1.0:
+            a = a * 255.0
+        return np.clip(a + 0.5, 0, 255).astype(np.uint8)
+    # other integer types (int32 'I' mode): scale by the dtype's or the data's range
+    a = arr.astype(np.float64)
+    top = max(float(a.max(initial=0.0)), 1.0)
+    return np.clip(a * (255.0 / (65535.0 if top > 255 else 255.0)) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _decode(p: Path) -> np.ndarray:
+    data = np.fromfile(p, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if arr is not None:
+        if arr.ndim == 3 and arr.shape[2] == 4:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+        elif arr.ndim == 3 and arr.shape[2] == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+        return arr
+    with Image.open(p) as im:  # formats OpenCV lacks (GIF, some TIFFs)
+        im.load()
+        if im.mode in ("P", "PA", "LA", "CMYK", "YCbCr", "HSV", "1"):
+            im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+        return np.asarray(im)
+
+
+def _read(path: str | os.PathLike[str], what: str, max_pixels: int) -> np.ndarray:
+    p = Path(path)
+    image_size(p, max_pixels)
+    try:
+        arr = _decode(p)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"cannot read {what} {p}: {e}") from None
+    if arr is None or arr.size == 0:
+        raise ImageError(f"cannot read {what} {p}: no pixel data")
+    return arr
+
+
+def load_rgb(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Any common format -> (H, W, 3) uint8 RGB. Grayscale is replicated, alpha dropped, 16-bit scaled."""
+    arr = _to_uint8(_read(path, "image", max_pixels))
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    elif arr.shape[2] == 2:  # gray + alpha
+        arr = np.repeat(arr[:, :, :1], 3, axis=2)
+    return np.ascontiguousarray(arr)
+
+
+def load_mask(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A binary mask as a 2-D bool array: pixels above half the mask's brightest value are anomalous.
+
+    Half the maximum rather than "non-zero", so masks saved as 0/1, 0/255 or 16-bit all work and the faint
+    speckles of a JPEG-compressed mask do not grow its box.
+    """
+    arr = _read(path, "mask", max_pixels)
+    if arr.ndim == 3:
+        arr = arr[:, :, :3].max(axis=2) if arr.shape[2] >= 3 else arr[:, :, 0]
+    top = arr.max()
+    return arr > top / 2 if top > 0 else np.zeros(arr.shape, dtype=bool)
+
+
+def encode_png(arr: np.ndarray, level: int = 1) -> bytes:
+    """PNG bytes of an RGB (H, W, 3) or gray/bool (H, W) array at zlib ``level`` (0-9)."""
+    a = np.asarray(arr)
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    if a.ndim == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, int(level)])
+    if not ok:
+        raise ImageError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def save_png(path: str | os.PathLike[str], arr: np.ndarray, level: int = 1) -> None:
+    atomic_write(path, encode_png(arr, level))
+
+
+def list_images(root: str | os.PathLike[str]) -> list[Path]:
+    """Image files below ``root`` (recursive, sorted for reproducibility, hidden files skipped)."""
+    r = Path(root)
+    return sorted(
+        p
+        for p in r.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(r).parts)
+    )
+
+
+def load_pair_images(
+    ref: str | os.PathLike[str], tgt: str | os.PathLike[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as RGB arrays; a reference of another size is resized to the target (with a warning)."""
+    r, t = load_rgb(ref), load_rgb(tgt)
+    if r.shape[:2] != t.shape[:2]:
+        console.warn(
+            f"reference {Path(ref).name} is {r.shape[1]}x{r.shape[0]}, target {Path(tgt).name} is "
+            f"{t.shape[1]}x{t.shape[0]}: reference resized to the target"
+        )
+        r = cv2.resize(r, (t.shape[1], t.shape[0]), interpolation=cv2.INTER_AREA)
+    return r, t

@@ -1,0 +1,42 @@
+"""Inference backends behind one small interface: pairs in, predictions out, in order.
+
+``diff`` (training-free golden-template difference), ``hf`` (a local Qwen-VL checkpoint or LoRA adapter),
+``openai`` (an OpenAI-compatible endpoint). Backends import ``core`` and ``protocol`` only, never the runner.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from differad_cli.core.records import Pair, Prediction
+from differad_cli.predict.config import PredictOptions, resolve_backend
+
+
+class Backend(Protocol):
+    def predict(self, pairs: list[Pair]) -> list[Prediction]: ...
+
+
+def make_backend(opts: PredictOptions) -> Backend:
+    name = resolve_backend(opts)
+    if name == "diff":
+        from differad_cli.predict.backends.diff import DiffBackend
+
+        return DiffBackend(opts.threshold, opts.min_area)
+    if name == "openai":
+        from differad_cli.predict.backends.openai import OpenAIBackend, OpenAIConfig
+
+        return OpenAIBackend(
+            OpenAIConfig(
+                endpoint=str(opts.endpoint), model=str(opts.model or ""), api_key=opts.api_key,
+                family=opts.family, template=opts.template, max_tokens=opts.max_new_tokens, seed=opts.seed,
+                timeout=opts.timeout, retries=opts.retries, concurrency=opts.concurrency,
+                min_pixels=opts.min_pixels, max_pixels=opts.max_pixels,
+            )
+        )  # fmt: skip
+    from differad_cli.predict.backends.hf import HFBackend
+
+    return HFBackend.from_path(
+        str(opts.model), device=opts.device, dtype=opts.dtype, trust_remote_code=opts.trust_remote_code,
+        template=opts.template, max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size,
+        seed=opts.seed,
+    )  # fmt: skip

@@ -1,0 +1,196 @@
+"""Prediction: options, backend dispatch, one-pair and batch modes (the layer `predict` and `eval` share).
+
+Backends: ``diff`` (training-free golden-template difference, the default without a model), ``hf`` (a local
+Qwen-VL checkpoint or LoRA adapter) and ``openai`` (an OpenAI-compatible endpoint). Each turns pair records
+into prediction records (SPEC); an answer that cannot be parsed is an invalid prediction, never a crash.
+
+Batch mode appends finished records to a hidden ``.<out>.partial`` file as it goes and writes ``out``
+atomically at the end, so an interrupted run resumes where it stopped (the partial file remembers the
+options it was made with and is discarded when they change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from differad_cli.core import console
+from differad_cli.core.boxes import ZERO_BOX
+from differad_cli.core.errors import BadInput
+from differad_cli.core.images import image_size, load_pair_images
+from differad_cli.core.io import atomic_write, check_out_path
+from differad_cli.core.records import Pair, Prediction, dumps, iter_jsonl, write_predictions
+from differad_cli.predict.backends import Backend, make_backend
+from differad_cli.predict.config import PredictOptions, resolve_backend
+
+RESUME_KEY = "_differad_resume"
+# options that change how predictions are obtained, never what they are: changing them keeps a resume file
+NOT_IN_FINGERPRINT = ("api_key", "batch_size", "concurrency", "timeout", "retries", "device")
+
+
+def predict_pairs(
+    pairs: list[Pair], opts: PredictOptions, *, backend: Backend | None = None
+) -> list[Prediction]:
+    """Predictions for ``pairs`` in order (``backend``: reuse one already built from ``opts``)."""
+    backend = backend or make_backend(opts)
+    step = max(16, opts.batch_size, opts.concurrency)
+    chunks = [pairs[s : s + step] for s in range(0, len(pairs), step)]
+    out: list[Prediction] = []
+    for chunk in console.progress(chunks, total=len(chunks), desc="predict", unit="chunk"):
+        out.extend(backend.predict(chunk))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- one pair
+
+
+def explanation(text: str | None) -> str:
+    """The human part of an answer: the <think> body when there is one, else the text without the answer."""
+    if not text:
+        return ""
+    m = re.search(r"<think>(.*?)(?:</think>|$)", text, re.S | re.I)
+    body = m.group(1) if m else re.sub(r"<answer>.*?(?:</answer>|$)", "", text, flags=re.S | re.I)
+    return " ".join(body.split())
+
+
+def predict_one(
+    ref: str | os.PathLike[str],
+    tgt: str | os.PathLike[str],
+    opts: PredictOptions,
+    *,
+    backend: Backend | None = None,
+) -> dict[str, Any]:
+    """The --json object for one pair: ref, tgt, box (target pixels), label, valid, text, backend,
+    elapsed_ms (and score)."""
+    width, height = image_size(tgt)
+    image_size(ref)
+    name = resolve_backend(opts)
+    backend = backend or make_backend(opts)
+    pair = Pair(id="pair", ref=Path(ref), tgt=Path(tgt), box=ZERO_BOX, label=0, width=width, height=height)
+    start = time.perf_counter()
+    pred = backend.predict([pair])[0]
+    elapsed = (time.perf_counter() - start) * 1000.0
+    return {
+        "ref": str(ref),
+        "tgt": str(tgt),
+        "box": list(pred.box),
+        "label": int(pred.is_anomalous),
+        "valid": pred.valid,
+        "text": pred.text,
+        "backend": name,
+        "elapsed_ms": round(elapsed, 1),
+        "score": pred.score,
+    }
+
+
+MAX_EXPLANATION = 300  # characters on the human line; --json keeps the whole text
+
+
+def human_line(result: dict[str, Any]) -> str:
+    why = explanation(result.get("text"))
+    if len(why) > MAX_EXPLANATION:
+        why = why[: MAX_EXPLANATION - 1].rstrip() + "…"
+    why = f" — {why}" if why else ""
+    if not result["valid"]:
+        return f"invalid: the answer holds no readable box{why}"
+    if result["label"]:
+        x1, y1, x2, y2 = result["box"]
+        return f"anomalous: box ({x1},{y1}),({x2},{y2}) in target pixels{why}"
+    return f"normal: no anomaly found{why}"
+
+
+def write_overlay(out: str | os.PathLike[str], ref: str | os.PathLike[str], tgt: str | os.PathLike[str],
+                  box: list[int] | None, caption: str = "") -> None:  # fmt: skip
+    """Reference beside target with the predicted box drawn (PNG, written atomically)."""
+    from differad_cli.core.images import save_png
+
+    r, t = load_pair_images(ref, tgt)
+    pred = None if box is None or box == list(ZERO_BOX) else tuple(box)
+    from differad_cli.core.overlays import draw_overlay
+
+    img = draw_overlay(r, t, None, pred, caption=caption)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_png(out, img)
+
+
+# ---------------------------------------------------------------------------------------------- batch
+
+
+def _fingerprint(opts: PredictOptions, pairs_path: Path) -> str:
+    d = asdict(opts)
+    for key in NOT_IN_FINGERPRINT:
+        d.pop(key, None)
+    d["pairs"] = str(pairs_path.resolve())
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(f".{out.name}.partial")
+
+
+def _load_partial(part: Path, fingerprint: str, ids: set[str]) -> dict[str, Prediction]:
+    done: dict[str, Prediction] = {}
+    if not part.is_file():
+        return done
+    try:
+        rows = list(iter_jsonl(part, allow_partial_last=True))
+    except BadInput:
+        console.warn(f"ignoring damaged resume file {part}")
+        return done
+    if not rows or rows[0][1].get(RESUME_KEY) != fingerprint:
+        console.warn(f"{part} was made with other options or pairs; starting over")
+        return done
+    for _, obj in rows[1:]:
+        pred = Prediction.from_dict(obj)
+        if pred.id in ids:
+            done[pred.id] = pred
+    return done
+
+
+def predict_file(
+    pairs_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    opts: PredictOptions,
+    *,
+    resume: bool = True,
+    chunk: int = 16,
+) -> list[Prediction]:
+    """Batch mode: read pairs, predict the missing ones (resuming), write ``out`` atomically."""
+    from differad_cli.core.records import read_pairs
+
+    pairs_path, out = Path(pairs_path), check_out_path(out, (pairs_path,))
+    pairs = read_pairs(pairs_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = partial_path(out)
+    fingerprint = _fingerprint(opts, pairs_path)
+    done = _load_partial(part, fingerprint, {p.id for p in pairs}) if resume else {}
+    todo = [p for p in pairs if p.id not in done]
+    if done:
+        console.info(f"resuming: {len(done)} of {len(pairs)} prediction(s) already in {part}")
+    if todo:
+        backend = make_backend(opts)
+        header = dumps({RESUME_KEY: fingerprint})
+        # rewrite the partial file cleanly (drops a torn last line), then append as predictions finish
+        atomic_write(part, [header, *(dumps(d.to_dict()) for d in done.values())])
+        step = max(chunk, opts.batch_size, opts.concurrency)
+        chunks = [todo[s : s + step] for s in range(0, len(todo), step)]
+        with part.open("a", encoding="utf-8") as f:
+            for batch in console.progress(chunks, total=len(chunks), desc="predict", unit="chunk"):
+                for pred in backend.predict(batch):
+                    done[pred.id] = pred
+                    f.write(dumps(pred.to_dict()) + "\n")
+                f.flush()
+    preds = [done[p.id] for p in pairs]
+    write_predictions(out, preds)
+    part.unlink(missing_ok=True)
+    n_ano = sum(p.is_anomalous for p in preds)
+    n_bad = sum(not p.valid for p in preds)
+    console.info(f"wrote {len(preds)} prediction(s) to {out}: {n_ano} anomalous, {n_bad} invalid")
+    return preds

@@ -1,0 +1,102 @@
+"""Cold-start difference descriptions built from what a record knows, so synthetic data needs no annotator.
+
+The description says where the region is, how large it is, and how its appearance differs from the reference
+inside the box (brightness, colour, texture) — the "difference perception" the cold start teaches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from differad_cli.core.boxes import area, center, is_zero
+from differad_cli.core.records import Pair
+
+NORMAL_TEXT = "The target image matches the reference image; there is no abnormal region."
+
+_ROWS = ("upper", "middle", "lower")
+_COLS = ("left", "centre", "right")
+_CHANNELS = ("red", "green", "blue")
+
+
+def region_name(box: tuple[int, int, int, int], width: int, height: int) -> str:
+    """A 3x3-grid position: 'upper left', 'centre', 'middle right', ..."""
+    cx, cy = center(box)
+    row = _ROWS[min(2, int(3 * cy / max(height, 1)))]
+    col = _COLS[min(2, int(3 * cx / max(width, 1)))]
+    if row == "middle" and col == "centre":
+        return "centre"
+    if col == "centre":
+        return {"upper": "top centre", "lower": "bottom centre"}[row]
+    return f"{row} {col}"
+
+
+def size_phrase(share: float) -> str:
+    pct = 100.0 * share
+    word = "tiny" if pct < 1 else "small" if pct < 5 else "medium-sized" if pct < 20 else "large"
+    return f"{word} region covering about {pct:.0f}% of the image" if pct >= 1 else f"{word} region"
+
+
+def _gradient_energy(gray: np.ndarray) -> float:
+    if gray.shape[0] < 2 or gray.shape[1] < 2:
+        return 0.0
+    gx = np.diff(gray, axis=1)
+    gy = np.diff(gray, axis=0)
+    return float(np.abs(gx).mean() + np.abs(gy).mean())
+
+
+def appearance_phrases(ref: np.ndarray, tgt: np.ndarray, box: tuple[int, int, int, int]) -> list[str]:
+    """How the target differs from the reference inside ``box`` (both HxWx3 uint8, same size)."""
+    x1, y1, x2, y2 = box
+    r = ref[y1:y2, x1:x2].astype(np.float32)
+    t = tgt[y1:y2, x1:x2].astype(np.float32)
+    if r.size == 0 or r.shape != t.shape:
+        return []
+    diff = (t - r).reshape(-1, 3).mean(axis=0)
+    lum = float(diff.mean())
+    out: list[str] = []
+    if lum > 8:
+        out.append("the target is brighter than the reference")
+    elif lum < -8:
+        out.append("the target is darker than the reference")
+    chroma = diff - lum
+    k = int(np.argmax(np.abs(chroma)))
+    if abs(float(chroma[k])) > 10:
+        out.append(f"its colour shifts {'towards' if chroma[k] > 0 else 'away from'} {_CHANNELS[k]}")
+    er, et = _gradient_energy(r.mean(axis=2)), _gradient_energy(t.mean(axis=2))
+    if et > 1.3 * er + 1:
+        out.append("its texture is rougher")
+    elif er > 1.3 * et + 1:
+        out.append("its texture is smoother")
+    if not out:
+        out.append("its surface structure changes subtly")
+    return out
+
+
+def describe(pair: Pair, ref: np.ndarray | None = None, tgt: np.ndarray | None = None) -> str:
+    """The record's description; images (HxWx3 uint8) make it say how the region differs."""
+    if not pair.is_anomalous or is_zero(pair.box):
+        return NORMAL_TEXT
+    share = area(pair.box) / float(pair.width * pair.height)
+    text = (
+        f"Compared with the reference, the target has a {size_phrase(share)} "
+        f"in the {region_name(pair.box, pair.width, pair.height)}"
+    )
+    if ref is not None and tgt is not None and ref.shape == tgt.shape:
+        text += "; in that region " + _join(appearance_phrases(ref, tgt, pair.box))
+    return text + "."
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def description_for(pair: Pair, *, use_record: bool = True) -> str:
+    """The record's own description when present, else one computed from the images."""
+    if use_record and pair.description:
+        return pair.description
+    if not pair.is_anomalous:
+        return NORMAL_TEXT
+    from differad_cli.core.images import load_rgb
+
+    ref, tgt = load_rgb(pair.ref), load_rgb(pair.tgt)
+    return describe(pair, ref, tgt if tgt.shape == ref.shape else None)

@@ -1,0 +1,230 @@
+"""Training configs: differad's own options as dataclasses (open-r1 style), merged with TRL's
+SFT/GRPO configs.
+
+Precedence: built-in defaults < recipe YAML < command-line options. A recipe key must belong to differad's
+config or to TRL's config class; anything else is a clear error rather than a silently ignored typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from differad_cli.core.errors import BadInput
+
+ALIASES = {"model_name_or_path": "model", "dataset": "pairs", "train_pairs": "pairs"}
+
+
+@dataclass
+class TrainConfig:
+    """Options shared by train-cold and train-rl."""
+
+    pairs: str | None = field(default=None, metadata={"help": "Training pair manifest (pairs.jsonl)."})
+    model: str | None = field(default=None, metadata={"help": "Model folder (checkpoint or LoRA adapter)."})
+    template: str = field(default="differad", metadata={"help": "Prompt template (prompts.TEMPLATES)."})
+    paraphrase: bool = field(default=True, metadata={"help": "Draw a seeded prompt paraphrase per sample."})
+    freeze_vision: bool = field(default=True, metadata={"help": "Freeze the vision encoder (paper default)."})
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        metadata={"help": "Modules that get LoRA adapters (language model only by default)."},
+    )
+    merge_lora: bool = field(
+        default=False, metadata={"help": "Also write a merged full model to OUTPUT/merged."}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Resume from the last checkpoint in the output dir."}
+    )
+    precision: str = field(
+        default="auto", metadata={"help": "auto (bf16 on a GPU, else fp32), bf16, fp16, fp32."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the checkpoint."})
+    eval_pairs: str | None = field(default=None, metadata={"help": "Held-out pairs for periodic evaluation."})
+    eval_steps: int = field(default=0, metadata={"help": "Evaluate every N steps (0: only at the end)."})
+    eval_batch_size: int = field(default=4, metadata={"help": "Generation batch size of the evaluation."})
+    eval_max_new_tokens: int = field(default=256, metadata={"help": "Token budget of the evaluation."})
+    num_processes: int = field(
+        default=1, metadata={"help": "Processes (GPUs); >1 relaunches via accelerate."}
+    )
+    accelerate_config: str | None = field(
+        default=None, metadata={"help": "accelerate config (DeepSpeed ZeRO)."}
+    )
+
+
+@dataclass
+class ColdConfig(TrainConfig):
+    """train-cold: SFT on <think>description</think><answer>box</answer>."""
+
+    use_descriptions: bool = field(
+        default=True, metadata={"help": "Use the record's description when present."}
+    )
+
+
+@dataclass
+class RLConfig(TrainConfig):
+    """train-rl: GRPO with DCLR, group-wise resampling and difficulty-aware weighting."""
+
+    task: str = field(default="differad", metadata={"help": "differad, or staged (seed 002's staged task)."})
+    rewards: list[str] = field(default_factory=lambda: ["format", "dclr"], metadata={"help": "Reward names."})
+    reward_weights: list[float] | None = field(
+        default=None, metadata={"help": "Reward weights (default all 1)."}
+    )
+    max_resample: int = field(
+        default=2, metadata={"help": "Resampling rounds for degenerate groups (0: off)."}
+    )
+    resample_eps: float = field(default=1e-6, metadata={"help": "Group reward std below this is degenerate."})
+    difficulty_weighting: bool = field(
+        default=True, metadata={"help": "Scale each group's loss by w (Eq. 12)."}
+    )
+    alpha: float = field(default=0.6, metadata={"help": "DCLR centre/scale mix."})
+    lam: float = field(default=0.3, metadata={"help": "DCLR consistency weight below tau."})
+    tau: float = field(default=0.3, metadata={"help": "DCLR IoU threshold (also p_miss threshold)."})
+    delta: float = field(default=0.0, metadata={"help": "DCLR bonus above tau."})
+
+
+# Defaults that differ from TRL's: the paper's GRPO setup, and small safe SFT settings.
+GRPO_DEFAULTS: dict[str, Any] = {
+    "seed": 0,  # one default seed across differad's commands (TRL's own is 42)
+    "learning_rate": 1e-6,
+    "num_generations": 8,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 2,
+    "temperature": 0.9,
+    "max_completion_length": 256,
+    "beta": 0.0,
+    "logging_steps": 1,
+    "save_steps": 200,
+    "report_to": "none",
+    "remove_unused_columns": False,
+}
+SFT_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "learning_rate": 1e-5,
+    "per_device_train_batch_size": 4,
+    "num_train_epochs": 1.0,
+    "max_length": None,  # truncation could cut image tokens
+    "logging_steps": 1,
+    "save_steps": 200,
+    "report_to": "none",
+    "remove_unused_columns": False,
+    "dataset_kwargs": {"skip_prepare_dataset": True},
+}
+
+
+def load_recipe(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """A recipe YAML as a flat dict (open-r1 style: one mapping of option -> value)."""
+    if path is None:
+        return {}
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"recipe not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise BadInput(f"recipe {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadInput(f"recipe {p} must be a mapping of option: value")
+    return {ALIASES.get(str(k), str(k)).replace("-", "_"): v for k, v in data.items()}
+
+
+def field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def split_options(
+    values: dict[str, Any], ours: type, trl_cls: type, *, source: str = "recipe"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Route option names to differad's config or TRL's; unknown names raise BadInput listing them."""
+    mine, theirs, unknown = {}, {}, []
+    own, trl = field_names(ours), field_names(trl_cls)
+    for key, value in values.items():
+        if key in own:
+            mine[key] = value
+        elif key in trl:
+            theirs[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise BadInput(
+            f"{source}: unknown option(s) {', '.join(sorted(unknown))} "
+            f"(not in differad's {ours.__name__} nor TRL's {trl_cls.__name__})"
+        )
+    return mine, theirs
+
+
+def build_configs(
+    kind: str, *, recipe: str | os.PathLike[str] | None, cli: dict[str, Any], output_dir: str
+) -> tuple[TrainConfig, Any]:
+    """(differad config, TRL config) for "cold" (SFTConfig) or "rl" (GRPOConfig): defaults < recipe < CLI."""
+    import torch
+
+    if kind == "cold":
+        from trl import SFTConfig as trl_cls
+
+        ours: type = ColdConfig
+        defaults = dict(SFT_DEFAULTS)
+    elif kind == "rl":
+        from trl import GRPOConfig as trl_cls
+
+        ours = RLConfig
+        defaults = dict(GRPO_DEFAULTS)
+    else:
+        raise ValueError(kind)
+    r_mine, r_trl = split_options(load_recipe(recipe), ours, trl_cls, source=f"recipe {recipe}")
+    c_mine, c_trl = split_options(
+        {k: v for k, v in cli.items() if v is not None}, ours, trl_cls, source="options"
+    )
+    own_values = {**r_mine, **c_mine}
+    try:
+        cfg = ours(**own_values)
+    except TypeError as e:
+        raise BadInput(f"bad option: {e}") from None
+    trl_values = {**defaults, **r_trl, **c_trl, "output_dir": output_dir}
+    if "output_dir" in r_trl:
+        raise BadInput("recipe: 'output_dir' is given on the command line (--output-dir), not in a recipe")
+    if cfg.lora and kind == "cold" and "learning_rate" not in r_trl and "learning_rate" not in c_trl:
+        trl_values["learning_rate"] = 1e-4
+    from differad_cli.core import console
+
+    trl_values.setdefault("disable_tqdm", not console.progress_enabled())
+    cuda = torch.cuda.is_available()
+    precision = cfg.precision
+    if precision not in ("auto", "bf16", "fp16", "fp32"):
+        raise BadInput(f"unknown precision '{precision}' (use auto, bf16, fp16 or fp32)")
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    trl_values.setdefault("bf16", precision == "bf16")
+    trl_values.setdefault("fp16", precision == "fp16")
+    if not cuda:
+        trl_values.setdefault("use_cpu", True)
+    if kind == "rl" and cfg.task == "staged":
+        cfg.template = "staged" if "template" not in own_values else cfg.template
+        if "rewards" not in own_values:
+            cfg.rewards = ["staged_format", "staged"]
+    if kind == "rl":
+        trl_values["reward_weights"] = cfg.reward_weights
+        if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
+            raise BadInput(f"{len(cfg.reward_weights)} reward weights for {len(cfg.rewards)} rewards")
+        if cfg.max_resample < 0:
+            raise BadInput("max_resample must be >= 0")
+        if cfg.task not in ("differad", "staged"):
+            raise BadInput(f"unknown task '{cfg.task}' (use differad or staged)")
+    if trl_values.get("use_vllm"):
+        mode = trl_values.get("vllm_mode", "colocate")
+        if mode not in ("colocate", "server"):
+            raise BadInput(f"vllm_mode must be colocate or server, got {mode!r}")
+    try:
+        trl_cfg = trl_cls(**trl_values)
+    except (TypeError, ValueError) as e:
+        raise BadInput(f"invalid training option: {e}") from None
+    return cfg, trl_cfg
