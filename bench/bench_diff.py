@@ -39,7 +39,8 @@ def pin_one_core() -> str:
 
 
 def synth(out: Path, n: int, size: int, seed: int) -> Path:
-    from differad_cli.synth import SynthConfig, synthesize
+    from differad_cli.synth.config import SynthConfig
+    from differad_cli.synth.run import synthesize
 
     synthesize(SynthConfig(out=out, n=n, size=size, seed=seed, workers=1))
     return out / "pairs.jsonl"
@@ -77,9 +78,9 @@ def main() -> int:
 
     from differad_cli.core import console
     from differad_cli.core.images import load_rgb
-    from differad_cli.eval.metrics import score
-    from differad_cli.predict.run import DiffBackend
     from differad_cli.core.records import read_pairs
+    from differad_cli.eval.metrics import score
+    from differad_cli.predict.backends.diff import DiffBackend
 
     console.set_verbosity(console.QUIET)
     diff = DiffBackend()
@@ -108,8 +109,8 @@ def main() -> int:
         dt = (time.perf_counter() - t) * 1000.0 / len(qpairs)
         print(f"  diff backend   {fmt(score(qpairs, preds)['overall'])}   {dt:6.1f} ms/pair")
         if not args.skip_hf:
-            from differad_cli.predict.backends.hf import HFBackend
             from differad_cli.models.tiny import build_tiny_model
+            from differad_cli.predict.backends.hf import HFBackend
 
             model_dir = build_tiny_model(root / "tiny", seed=0)
             hf = HFBackend.from_path(model_dir, device="cpu", max_new_tokens=32, batch_size=8)

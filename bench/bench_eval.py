@@ -19,9 +19,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from differad_cli.core.boxes import iou, order_box
+from differad_cli.core.records import Pair, Prediction
 from differad_cli.eval.metrics import score
 from differad_cli.protocol.parsing import parse_answer
-from differad_cli.core.records import Pair, Prediction
 
 SCORE_GOAL_S = 1.0
 PARSE_GOAL_S = 2.0

@@ -30,9 +30,10 @@ import numpy as np
 
 from differad_cli.core.boxes import mask_box
 from differad_cli.core.images import encode_png
-from differad_cli.synth.procedural import SURFACES, TEXTURES
-from differad_cli.synth import SynthConfig, synthesize
+from differad_cli.synth.config import SynthConfig
 from differad_cli.synth.geometry import foreground_mask
+from differad_cli.synth.procedural import SURFACES, TEXTURES
+from differad_cli.synth.run import synthesize
 from differad_cli.synth.sample import sample_rngs, synthesize_pair
 
 SPEEDUP_GOAL = 20.0

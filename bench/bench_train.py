@@ -78,12 +78,14 @@ def run(
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer
 
-    from differad_cli.train.configs import build_configs
-    from differad_cli.train.grpo import DifferadGRPOTrainer, rl_dataset
-    from differad_cli.models.load import resize_params
     from differad_cli.core.records import read_pairs
+    from differad_cli.models.load import resize_params
+    from differad_cli.train.model import load_trainable
+    from differad_cli.train.configs import build_configs
+    from differad_cli.train.grpo import rl_dataset
+    from differad_cli.train.grpo_trainer import DifferadGRPOTrainer
+    from differad_cli.train.model import left_padding, suppress_vision_tokens
     from differad_cli.train.rewards import get_reward
-    from differad_cli.train.common import left_padding, load_trainable, suppress_vision_tokens
 
     extra_rewards = over.pop("extra_rewards", [])
     cfg, args = build_configs(
@@ -121,8 +123,9 @@ def main() -> int:
     opts = ap.parse_args()
 
     from differad_cli.core import console
-    from differad_cli.synth import SynthConfig, synthesize
     from differad_cli.models.tiny import build_tiny_model
+    from differad_cli.synth.config import SynthConfig
+    from differad_cli.synth.run import synthesize
 
     console.set_verbosity(console.QUIET)
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))

@@ -9,7 +9,7 @@ import pytest
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, *args: object) -> int:
     """Run `differad ARGS` in-process through the real entry point (its error handling too); the exit code."""
-    from differad_cli.cli import app as cli
+    import differad_cli.cli.app as cli
 
     monkeypatch.setattr(sys, "argv", ["differad", *map(str, args)])
     try:

@@ -18,7 +18,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def synth_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pairs.jsonl of 12 synthetic 64x64 pairs (seed 0), shared read-only by tests."""
-    from differad_cli.synth import SynthConfig, synthesize
+    from differad_cli.synth.config import SynthConfig
+    from differad_cli.synth.run import synthesize
 
     out = tmp_path_factory.mktemp("synth")
     synthesize(SynthConfig(out=out, n=12, size=64, seed=0))

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from differad_cli.pair.retrieval import PIXEL_DIM, pixel_embedding, topk_cosine, topk_naive
 from differad_cli.core.images import save_png
+from differad_cli.pair.retrieval import PIXEL_DIM, pixel_embedding, topk_cosine, topk_naive
 
 
 def img(seed: int, size: int = 40) -> np.ndarray:
@@ -107,8 +107,8 @@ def test_pair_with_clip_embedder_picks_identical_reference(tiny_clip: Path, tmp_
 
 
 def test_clip_folder_missing_is_bad_input(tmp_path: Path) -> None:
-    from differad_cli.pair.retrieval import get_embedder
     from differad_cli.core.errors import BadInput
+    from differad_cli.pair.retrieval import get_embedder
 
     with pytest.raises(BadInput, match=r"config\.json"):
         get_embedder("clip", clip_model=tmp_path)

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from differad_cli.cli.app import app
-from differad_cli.eval.report import calibrate_threshold, load_map, map_box, split_calibration
 from differad_cli.core.images import save_png
 from differad_cli.core.records import Pair, write_jsonl
+from differad_cli.eval.maps import calibrate_threshold, load_map, map_box, split_calibration
 
 runner = CliRunner()
 SIZE = 32

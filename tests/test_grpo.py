@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from differad_cli.core.errors import BadInput
-from differad_cli.train.grpo import batch_scores, group_weights, plan_resampling, resample_groups
+from differad_cli.train.resampling import batch_scores, group_weights, plan_resampling, resample_groups
 from differad_cli.train.rewards import difficulty_weight
 
 FAST = {
@@ -169,12 +169,14 @@ def test_batch_scores_match_the_metric_definition() -> None:
 def _trainer(
     model_dir: Path, pairs: Path, out: Path, *, reward_funcs: list | None = None, **over: Any
 ) -> Any:
-    from differad_cli.train.configs import build_configs
-    from differad_cli.train.grpo import DifferadGRPOTrainer, rl_dataset
-    from differad_cli.models.load import resize_params
     from differad_cli.core.records import read_pairs
+    from differad_cli.models.load import resize_params
+    from differad_cli.train.model import load_trainable
+    from differad_cli.train.configs import build_configs
+    from differad_cli.train.grpo import rl_dataset
+    from differad_cli.train.grpo_trainer import DifferadGRPOTrainer
+    from differad_cli.train.model import left_padding, suppress_vision_tokens
     from differad_cli.train.rewards import get_reward
-    from differad_cli.train.common import left_padding, load_trainable, suppress_vision_tokens
 
     cfg, args = build_configs("rl", recipe=None, cli={**FAST, **over}, output_dir=str(out))
     model, proc = load_trainable(model_dir, cfg, args)
@@ -256,9 +258,9 @@ def test_trainer_hook_regenerates_degenerate_groups_with_fake_reward(
 def test_train_rl_two_steps_logs_and_checkpoint_generates(
     synth_pairs: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from differad_cli.train.grpo import train_rl
-    from differad_cli.predict.backends.hf import HFBackend
     from differad_cli.core.records import read_pairs
+    from differad_cli.predict.backends.hf import HFBackend
+    from differad_cli.train.grpo import train_rl
 
     out = tmp_path / "rl"
     result = train_rl(

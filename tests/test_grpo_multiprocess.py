@@ -14,10 +14,12 @@ SCRIPT = r"""
 import json, os, sys, zlib
 from pathlib import Path
 from differad_cli.train.configs import build_configs
-from differad_cli.train.grpo import DifferadGRPOTrainer, rl_dataset
+from differad_cli.train.grpo_trainer import DifferadGRPOTrainer
+from differad_cli.train.grpo import rl_dataset
 from differad_cli.models.load import resize_params
 from differad_cli.core.records import read_pairs
-from differad_cli.train.common import left_padding, load_trainable, suppress_vision_tokens
+from differad_cli.train.model import left_padding, suppress_vision_tokens
+from differad_cli.train.model import load_trainable
 
 model_dir, pairs, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 rank = int(os.environ["RANK"])

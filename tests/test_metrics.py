@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from differad_cli.eval.metrics import metric_keys, score
 from differad_cli.core.records import Pair, Prediction
+from differad_cli.eval.metrics import metric_keys, score
 
 A_BOX, B_BOX, ZERO = (0, 0, 10, 10), (50, 50, 60, 60), (0, 0, 0, 0)
 

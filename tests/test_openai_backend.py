@@ -17,8 +17,8 @@ import pytest
 
 from cli_helpers import run_cli
 from differad_cli.core.images import load_rgb, save_png
-from differad_cli.predict.backends.openai import EndpointError, OpenAIBackend, OpenAIConfig, chat_url
 from differad_cli.core.records import Pair
+from differad_cli.predict.backends.openai import EndpointError, OpenAIBackend, OpenAIConfig, chat_url
 
 ANSWER = "<think>a stain left of centre</think><answer>(100,200),(500,600)</answer>"
 

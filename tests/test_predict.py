@@ -223,8 +223,8 @@ def test_hf_backend_on_tiny_model_produces_records(tiny_model_dir: Path, synth_p
 
 def test_hf_backend_qwen2_5_vl_uses_processor_resized_size(tiny_model_dir: Path) -> None:
     from differad_cli.core.coords import smart_resize
-    from differad_cli.predict.backends.hf import HFBackend
     from differad_cli.models.load import load_model_and_processor, resize_params
+    from differad_cli.predict.backends.hf import HFBackend
 
     model, processor, _ = load_model_and_processor(tiny_model_dir, device="cpu")
     b = HFBackend(model, processor, "qwen2_5_vl", max_new_tokens=4)

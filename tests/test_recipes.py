@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from differad_cli.train.configs import build_configs, load_recipe
 from differad_cli.core.errors import BadInput
+from differad_cli.train.configs import build_configs, load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 MODEL_RECIPES = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelerate")

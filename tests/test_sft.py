@@ -67,8 +67,8 @@ def test_target_text_uses_model_coordinates_and_record_description(synth_pairs: 
 def test_collator_trains_on_the_answer_only(synth_pairs: Path, tiny_model_dir: Path) -> None:
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-    from differad_cli.train.configs import ColdConfig
     from differad_cli.models.load import load_processor, resize_params
+    from differad_cli.train.configs import ColdConfig
     from differad_cli.train.sft import sft_dataset
 
     proc = load_processor(tiny_model_dir)
@@ -181,7 +181,7 @@ def test_bad_records_are_reported_before_any_model_loads(synth_pairs: Path, tmp_
 def test_cli_bad_input_exits_2(
     synth_pairs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from differad_cli.cli import app as cli
+    import differad_cli.cli.app as cli
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("learning_rate: 1e-5\nnot_an_option: 3\n")
@@ -221,8 +221,8 @@ def test_cli_bad_input_exits_2(
 
 
 def test_vision_tower_frozen_by_default(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from differad_cli.train.model import load_trainable
     from differad_cli.train.configs import build_configs
-    from differad_cli.train.common import load_trainable
 
     for freeze in (True, False):
         cfg, args = build_configs(

@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from differad_cli.synth.augment import OPS, apply_ops, augment
 from differad_cli.core.boxes import ZERO_BOX, mask_box
 from differad_cli.core.images import load_mask, load_rgb
-from differad_cli.synth.perlin import perlin_mask, perlin_noise, sample_scale
-from differad_cli.synth.procedural import SURFACES, TEXTURES
 from differad_cli.core.records import read_pairs
+from differad_cli.synth.augment import OPS, apply_ops, augment
 from differad_cli.synth.config import SynthConfig
 from differad_cli.synth.geometry import (
     blend,
@@ -22,6 +20,8 @@ from differad_cli.synth.geometry import (
     one_component,
     rotate_mask,
 )
+from differad_cli.synth.perlin import perlin_mask, perlin_noise, sample_scale
+from differad_cli.synth.procedural import SURFACES, TEXTURES
 from differad_cli.synth.sample import synthesize_pair
 
 

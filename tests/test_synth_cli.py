@@ -18,7 +18,8 @@ from differad_cli.core.boxes import mask_box
 from differad_cli.core.errors import BadInput
 from differad_cli.core.images import load_mask, load_rgb
 from differad_cli.core.records import read_pairs
-from differad_cli.synth import SynthConfig, synthesize
+from differad_cli.synth.config import SynthConfig
+from differad_cli.synth.run import synthesize
 
 
 def _tree(root: Path) -> dict[str, bytes]:

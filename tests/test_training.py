@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from differad_cli.train.configs import ColdConfig
 from differad_cli.core.errors import BadInput
-from differad_cli.train.grpo import plan_resampling
-from differad_cli.train.common import load_trainable, lora_config
+from differad_cli.train.model import load_trainable, lora_config
+from differad_cli.train.configs import ColdConfig
+from differad_cli.train.resampling import plan_resampling
 
 COLD = {
     "lr_scheduler_type": "constant",  # steps 1-2 must not depend on max_steps for the comparison
@@ -104,8 +104,8 @@ def test_all_perfect_uses_each_rewards_maximum() -> None:
 
 
 def test_merge_lora_is_skipped_under_zero3_with_a_warning(tmp_path: Path, capsys) -> None:
+    from differad_cli.train.model import save_final
     from differad_cli.train.configs import RLConfig
-    from differad_cli.train.common import save_final
 
     calls: list[str] = []
 

@@ -146,7 +146,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                     },
                 )
 
-    from differad_cli.cli.evaluate import run_eval
+    from differad_cli.eval.run import run_eval
     from differad_cli.predict.run import PredictOptions, predict_file, predict_one, write_overlay
 
     metrics: dict[str, dict[str, Any]] = {}

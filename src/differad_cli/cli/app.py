@@ -1,4 +1,4 @@
-"""The `differad` console script: a thin typer layer; each subcommand lives in one module of ``differad_cli.cli``.
+"""The `differad` console script: a thin typer layer; each subcommand is one module of ``differad_cli.cli``.
 
 Command modules import only typer at module level, so `differad --help` and the light stages start fast;
 heavy libraries (torch, transformers, TRL) are imported inside the commands that need them.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -32,7 +32,6 @@ from differad_cli.cli._backend import (
     predict_options,
 )
 from differad_cli.cli._common import Quiet, Seed, Verbose, apply_verbosity, example
-from differad_cli.core.errors import BadInput
 
 HELP = (
     "Score predictions against pair records with the paper's metrics (Acc@0.3, F1@0.3, mIoU, image-level "
@@ -101,6 +100,8 @@ def eval_command(
             concurrency=concurrency, threshold=threshold, min_area=min_area, seed=seed,
             min_pixels=min_pixels, max_pixels=max_pixels,
         )  # fmt: skip
+    from differad_cli.eval.run import run_eval
+
     metrics = run_eval(
         pairs, out, pred=pred, maps=maps, backend=opts, iou_threshold=iou_threshold, overlays=overlays,
         cal_fraction=cal_fraction, seed=seed,
@@ -111,77 +112,6 @@ def eval_command(
         from differad_cli.eval.report import format_tables
 
         print(format_tables(metrics), end="")
-
-
-def run_eval(
-    pairs_path: Path,
-    out: Path,
-    *,
-    pred: Path | None = None,
-    maps: Path | None = None,
-    backend: Any = None,
-    iou_threshold: float = 0.3,
-    overlays: int = 0,
-    cal_fraction: float = 0.3,
-    seed: int = 0,
-) -> dict:
-    """Validate the inputs, then score predictions, anomaly maps, or a backend's predictions.
-
-    ``backend`` (a ``PredictOptions``) runs prediction first into OUT/predictions.jsonl (resumable).
-    """
-    if sum(x is not None for x in (pred, maps, backend)) != 1:
-        raise BadInput("give exactly one of --pred PRED.jsonl, --maps DIR, or a backend (--backend/--model)")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} is a file; give a folder for metrics.json and report.md")
-    from differad_cli.core import console
-    from differad_cli.core.records import read_pairs, read_predictions
-    from differad_cli.eval.report import evaluate, evaluate_maps
-
-    pairs = read_pairs(pairs_path)
-    warn_stale_sizes(pairs)
-    notes = [f"pairs: {pairs_path} ({len(pairs)} records)"]
-    if backend is not None:
-        from differad_cli.predict.run import predict_file, resolve_backend
-
-        pred = Path(out) / "predictions.jsonl"
-        predict_file(pairs_path, pred, backend)
-        notes.append(
-            f"backend: {resolve_backend(backend)}" + (f" ({backend.model})" if backend.model else "")
-        )
-    if maps is not None:
-        metrics = evaluate_maps(
-            pairs, maps, out, seed=seed, cal_fraction=cal_fraction, iou_threshold=iou_threshold,
-            overlays=overlays, notes=[*notes, f"maps: {maps}"],
-        )  # fmt: skip
-    else:
-        assert pred is not None
-        preds = read_predictions(pred)
-        metrics = evaluate(
-            pairs, preds, out, iou_threshold=iou_threshold, overlays=overlays,
-            notes=[*notes, f"predictions: {pred} ({len(preds)} records)"],
-        )  # fmt: skip
-    console.info(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
-    return metrics
-
-
-def warn_stale_sizes(pairs: list) -> None:
-    """Boxes are scored in the record's width x height while predictions come from the real image: say so
-    when a target on disk no longer has the size its record states (a stale manifest)."""
-    from differad_cli.core import console
-    from differad_cli.core.errors import ImageError
-    from differad_cli.core.images import image_size
-
-    stale = []
-    for p in pairs:
-        try:
-            if p.tgt.is_file() and image_size(p.tgt) != (p.width, p.height):
-                stale.append(p.id)
-        except ImageError:
-            continue
-    if stale:
-        shown = ", ".join(stale[:5]) + (f" (and {len(stale) - 5} more)" if len(stale) > 5 else "")
-        console.warn(f"{len(stale)} target image(s) differ in size from their record: {shown}")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from differad_cli.core.boxes import IntBox, from_1000, from_resized, is_zero, to_1000, to_resized
 from differad_cli.core.errors import BadInput
+from differad_cli.core.records import Pair
 
 FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 NORMALIZED_FAMILIES = frozenset({"qwen2_vl", "qwen3_vl"})
@@ -149,3 +150,19 @@ def format_box(box: Sequence[float]) -> str:
     """The answer form the prompts ask for: ``(x1,y1),(x2,y2)`` with integers."""
     x1, y1, x2, y2 = (round(v) for v in box)
     return f"({x1},{y1}),({x2},{y2})"
+
+
+def pair_frame(pair: Pair, family: str, resize: dict[str, int]) -> tuple[int, int] | None:
+    """(height, width) of the processor-resized target for families that answer in its pixels, else None."""
+    return smart_resize(pair.height, pair.width, **resize) if family == "qwen2_5_vl" else None
+
+
+def model_box(pair: Pair, family: str, resize: dict[str, int]) -> tuple[int, int, int, int]:
+    """The pair's box in the family's answer coordinates (what the model is taught to write)."""
+    return to_model(pair.box, family, pair.width, pair.height, pair_frame(pair, family, resize))
+
+
+def model_extent(pair: Pair, family: str, resize: dict[str, int]) -> list[int]:
+    """(width, height) of the frame the family answers in: rewards clip answers to it, as eval does."""
+    resized = pair_frame(pair, family, resize)
+    return [1000, 1000] if resized is None else [resized[1], resized[0]]

@@ -20,7 +20,7 @@ def target_text(
     """The completion the model learns for ``pair``; the staged template (seed 002) gets its three stages
     (region -> analysis -> decision) inside <think>, in the form its format reward checks."""
     from differad_cli.protocol.descriptions import description_for, region_name
-    from differad_cli.train.common import model_box
+    from differad_cli.core.coords import model_box
 
     desc = description_for(pair, use_record=use_record)
     answer = f"<answer>{format_box(model_box(pair, family, resize))}</answer>"
@@ -35,7 +35,7 @@ def target_text(
 def sft_dataset(pairs: list[Pair], cfg: ColdConfig, family: str, resize: dict[str, int], seed: int) -> Any:
     """Lazy prompt/completion rows with [reference, target] images (loaded when a batch is built)."""
     from differad_cli.protocol.prompts import build_messages
-    from differad_cli.train.common import lazy_dataset, pair_images, prompt_rng
+    from differad_cli.train.data import lazy_dataset, pair_images, prompt_rng
 
     texts: dict[int, str] = {}
 
