@@ -171,11 +171,10 @@ def _trainer(
 ) -> Any:
     from differad_cli.core.records import read_pairs
     from differad_cli.models.load import resize_params
-    from differad_cli.train.model import load_trainable
     from differad_cli.train.configs import build_configs
     from differad_cli.train.grpo import rl_dataset
     from differad_cli.train.grpo_trainer import DifferadGRPOTrainer
-    from differad_cli.train.model import left_padding, suppress_vision_tokens
+    from differad_cli.train.model import left_padding, load_trainable, suppress_vision_tokens
     from differad_cli.train.rewards import get_reward
 
     cfg, args = build_configs("rl", recipe=None, cli={**FAST, **over}, output_dir=str(out))

@@ -221,8 +221,8 @@ def test_cli_bad_input_exits_2(
 
 
 def test_vision_tower_frozen_by_default(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from differad_cli.train.model import load_trainable
     from differad_cli.train.configs import build_configs
+    from differad_cli.train.model import load_trainable
 
     for freeze in (True, False):
         cfg, args = build_configs(

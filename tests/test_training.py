@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from differad_cli.core.errors import BadInput
-from differad_cli.train.model import load_trainable, lora_config
 from differad_cli.train.configs import ColdConfig
+from differad_cli.train.model import load_trainable, lora_config
 from differad_cli.train.resampling import plan_resampling
 
 COLD = {
@@ -104,8 +104,8 @@ def test_all_perfect_uses_each_rewards_maximum() -> None:
 
 
 def test_merge_lora_is_skipped_under_zero3_with_a_warning(tmp_path: Path, capsys) -> None:
-    from differad_cli.train.model import save_final
     from differad_cli.train.configs import RLConfig
+    from differad_cli.train.model import save_final
 
     calls: list[str] = []
 

@@ -25,8 +25,8 @@ from differad_cli.train.configs import RLConfig
 
 def rl_dataset(pairs: list[Pair], cfg: RLConfig, family: str, resize: dict[str, int], seed: int) -> Any:
     """Lazy GRPO rows: prompt (seeded paraphrase), [reference, target], gt_box in model coordinates."""
-    from differad_cli.protocol.prompts import build_messages
     from differad_cli.core.coords import model_box, model_extent
+    from differad_cli.protocol.prompts import build_messages
     from differad_cli.train.data import lazy_dataset, pair_images, prompt_rng
 
     def row(i: int) -> dict[str, Any]:

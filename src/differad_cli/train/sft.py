@@ -19,8 +19,8 @@ def target_text(
 ) -> str:
     """The completion the model learns for ``pair``; the staged template (seed 002) gets its three stages
     (region -> analysis -> decision) inside <think>, in the form its format reward checks."""
-    from differad_cli.protocol.descriptions import description_for, region_name
     from differad_cli.core.coords import model_box
+    from differad_cli.protocol.descriptions import description_for, region_name
 
     desc = description_for(pair, use_record=use_record)
     answer = f"<answer>{format_box(model_box(pair, family, resize))}</answer>"
