@@ -43,7 +43,7 @@ RL_OPTIONS: dict[str, Any] = {
 
 @dataclass
 class DemoConfig:
-    out: Path = field(metadata={"help": "Folder for everything the demo writes."})
+    out: Path = field(default=Path("demo"), metadata={"help": "Folder for everything the demo writes."})
     n_train: int = field(default=64, metadata={"help": "Synthetic training pairs."})
     n_test: int = field(default=32, metadata={"help": "Synthetic held-out pairs (another seed)."})
     size: int = field(default=128, metadata={"help": "Synthetic image size (pixels, square)."})
@@ -146,6 +146,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                     },
                 )
 
+    from differad_cli.eval.config import EvalConfig
     from differad_cli.eval.run import run_eval
     from differad_cli.predict.run import PredictOptions, predict_file, predict_one, write_overlay
 
@@ -163,7 +164,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
             pred = folder / "predictions.jsonl"
             if not _done(pred):
                 predict_file(paths["test_pairs"], pred, opts)
-            metrics[name] = run_eval(paths["test_pairs"], folder, pred=pred, overlays=4)
+            metrics[name] = run_eval(EvalConfig(paths["test_pairs"], folder, pred=pred, overlays=4))
 
     with _stage("predict", timings):
         from differad_cli.core.records import read_pairs, write_jsonl

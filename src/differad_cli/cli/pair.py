@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from differad_cli.cli._common import Quiet, Verbose, apply_verbosity, example
+from differad_cli.cli.options import config_options, example
+from differad_cli.pair.config import PairConfig
 
 HELP = """Build pair records (reference, target, box) from a real dataset.
 
@@ -50,37 +48,8 @@ def register(app: typer.Typer) -> None:
             "differad pair --data visa/ --layout folder --embedder clip --clip-model clip/ --out p.jsonl",
         ),
     )
-    def pair_cmd(
-        data: Annotated[
-            Path, typer.Option("--data", help="Dataset root (a category folder or a folder of them).")
-        ],
-        out: Annotated[Path, typer.Option("--out", help="Output pairs.jsonl (written atomically).")],
-        layout: Annotated[
-            str, typer.Option("--layout", help="mvtec | folder | triplets (see above).")
-        ] = "mvtec",
-        split: Annotated[
-            str, typer.Option("--split", help="test: test images; train: normal pairs.")
-        ] = "test",
-        k: Annotated[int, typer.Option("--k", help="References kept per target (the paper: 8).")] = 8,
-        embedder: Annotated[
-            str, typer.Option("--embedder", help="pixel (weight-free, default) | clip (needs --clip-model).")
-        ] = "pixel",
-        clip_model: Annotated[
-            Path | None,
-            typer.Option("--clip-model", help="Local CLIP folder (CLIPModel); nothing is downloaded."),
-        ] = None,
-        no_cache: Annotated[
-            bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")
-        ] = False,
-        quiet: Quiet = False,
-        verbose: Verbose = False,
-    ) -> None:
-        apply_verbosity(quiet, verbose)
-        from differad_cli.pair.build import PairConfig, run_pair
+    @config_options(PairConfig)
+    def pair_cmd(cfg: PairConfig) -> None:
+        from differad_cli.pair import run_pair
 
-        run_pair(
-            PairConfig(
-                data=data, out=out, layout=layout, split=split, k=k, embedder=embedder,
-                clip_model=clip_model, cache=not no_cache,
-            )
-        )  # fmt: skip
+        run_pair(cfg)

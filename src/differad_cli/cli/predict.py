@@ -8,30 +8,8 @@ from typing import Annotated
 
 import typer
 
-from differad_cli.cli._backend import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_PIXELS,
-    ApiKey,
-    Backend,
-    BatchSize,
-    Concurrency,
-    Device,
-    DType,
-    Endpoint,
-    Family,
-    MaxNewTokens,
-    MaxPixels,
-    MinArea,
-    MinPixels,
-    Model,
-    Retries,
-    Template,
-    Threshold,
-    Timeout,
-    TrustRemoteCode,
-    predict_options,
-)
-from differad_cli.cli._common import Quiet, Seed, Verbose, apply_verbosity, example
+from differad_cli.cli.options import config_options, example
+from differad_cli.predict.config import PredictOptions
 
 HELP = """Say whether TGT has a defect compared with the normal reference REF, and where (one box).
 
@@ -74,15 +52,15 @@ def register(app: typer.Typer) -> None:
             "differad predict --pairs pairs.jsonl --out preds.jsonl --backend diff",
         ),
     )
+    @config_options(PredictOptions)
     def predict_cmd(
+        opts: PredictOptions,
         ref: Annotated[
             Path | None, typer.Argument(help="Normal reference image.", show_default=False)
         ] = None,
         tgt: Annotated[
             Path | None, typer.Argument(help="Target image to inspect.", show_default=False)
         ] = None,
-        backend: Backend = None,
-        model: Model = None,
         pairs: Annotated[
             Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")
         ] = None,
@@ -93,40 +71,13 @@ def register(app: typer.Typer) -> None:
         overlay: Annotated[
             Path | None, typer.Option("--overlay", help="Write REF beside TGT with the box drawn (PNG).")
         ] = None,
-        template: Template = "differad",
-        threshold: Threshold = None,
-        min_area: MinArea = None,
-        batch_size: BatchSize = 4,
-        max_new_tokens: MaxNewTokens = 256,
-        device: Device = None,
-        dtype: DType = None,
-        trust_remote_code: TrustRemoteCode = False,
-        endpoint: Endpoint = None,
-        api_key: ApiKey = None,
-        family: Family = "qwen3_vl",
-        timeout: Timeout = 60.0,
-        retries: Retries = 3,
-        concurrency: Concurrency = 4,
-        min_pixels: MinPixels = DEFAULT_MIN_PIXELS,
-        max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
         resume: Annotated[
             bool, typer.Option("--resume/--no-resume", help="Batch: continue an interrupted run.")
         ] = True,
-        seed: Seed = 0,
-        quiet: Quiet = False,
-        verbose: Verbose = False,
     ) -> None:
-        apply_verbosity(quiet, verbose)
         from differad_cli.core.errors import BadInput
         from differad_cli.predict.run import human_line, predict_file, predict_one, write_overlay
 
-        opts = predict_options(
-            backend=backend, model=model, template=template, batch_size=batch_size,
-            max_new_tokens=max_new_tokens, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-            endpoint=endpoint, api_key=api_key, family=family, timeout=timeout, retries=retries,
-            concurrency=concurrency, min_pixels=min_pixels, max_pixels=max_pixels, threshold=threshold,
-            min_area=min_area, seed=seed,
-        )  # fmt: skip
         if pairs is not None:
             if ref is not None or tgt is not None:
                 raise BadInput("give either REF TGT or --pairs P.jsonl --out PRED.jsonl, not both")

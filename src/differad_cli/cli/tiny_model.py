@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from differad_cli.cli._common import Quiet, Seed, Verbose, apply_verbosity, example
+from differad_cli.cli.options import Quiet, Verbose, apply_verbosity, example
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
     )
     def tiny_model(
         out: Annotated[Path, typer.Argument(help="Folder to create (must not exist or be empty).")],
-        seed: Seed = 0,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights.")] = 0,
         quiet: Quiet = False,
         verbose: Verbose = False,
     ) -> None:

@@ -4,60 +4,49 @@ predictions (run first, resumable, into OUT/predictions.jsonl)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from differad_cli.core import console
 from differad_cli.core.errors import BadInput, ImageError
 from differad_cli.core.images import image_size
 from differad_cli.core.records import Pair, read_pairs, read_predictions
+from differad_cli.eval.config import EvalConfig
 from differad_cli.eval.maps import evaluate_maps
 from differad_cli.eval.score import evaluate
+from differad_cli.predict.config import PredictOptions, resolve_backend
 
 
-def run_eval(
-    pairs_path: Path,
-    out: Path,
-    *,
-    pred: Path | None = None,
-    maps: Path | None = None,
-    backend: Any = None,
-    iou_threshold: float = 0.3,
-    overlays: int = 0,
-    cal_fraction: float = 0.3,
-    seed: int = 0,
-) -> dict:
-    """Validate the inputs, then score predictions, anomaly maps, or a backend's predictions.
-
-    ``backend`` (a ``PredictOptions``) runs prediction first into OUT/predictions.jsonl (resumable).
-    """
-    if sum(x is not None for x in (pred, maps, backend)) != 1:
+def run_eval(cfg: EvalConfig, backend: PredictOptions | None = None) -> dict:
+    """Validate the inputs, then score predictions, anomaly maps, or (``backend`` given) a backend's
+    predictions, run first into OUT/predictions.jsonl (resumable)."""
+    cfg.validate()
+    if sum(x is not None for x in (cfg.pred, cfg.maps, backend)) != 1:
         raise BadInput("give exactly one of --pred PRED.jsonl, --maps DIR, or a backend (--backend/--model)")
-    out = Path(out)
+    out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} is a file; give a folder for metrics.json and report.md")
-    pairs = read_pairs(pairs_path)
+    pairs = read_pairs(cfg.pairs)
     warn_stale_sizes(pairs)
-    notes = [f"pairs: {pairs_path} ({len(pairs)} records)"]
+    notes = [f"pairs: {cfg.pairs} ({len(pairs)} records)"]
+    pred = cfg.pred
     if backend is not None:
-        from differad_cli.predict.run import predict_file, resolve_backend  # torch only when used
+        from differad_cli.predict.run import predict_file  # torch and the backends only when used
 
-        pred = Path(out) / "predictions.jsonl"
-        predict_file(pairs_path, pred, backend)
+        pred = out / "predictions.jsonl"
+        predict_file(cfg.pairs, pred, backend, pairs=pairs)
         notes.append(
             f"backend: {resolve_backend(backend)}" + (f" ({backend.model})" if backend.model else "")
         )
-    if maps is not None:
+    common = {"iou_threshold": cfg.iou_threshold, "overlays": cfg.overlays}
+    if cfg.maps is not None:
+        notes.append(f"maps: {cfg.maps}")
         metrics = evaluate_maps(
-            pairs, maps, out, seed=seed, cal_fraction=cal_fraction, iou_threshold=iou_threshold,
-            overlays=overlays, notes=[*notes, f"maps: {maps}"],
-        )  # fmt: skip
+            pairs, cfg.maps, out, seed=cfg.seed, cal_fraction=cfg.cal_fraction, notes=notes, **common
+        )
     else:
         assert pred is not None
         preds = read_predictions(pred)
-        metrics = evaluate(
-            pairs, preds, out, iou_threshold=iou_threshold, overlays=overlays,
-            notes=[*notes, f"predictions: {pred} ({len(preds)} records)"],
-        )  # fmt: skip
+        notes.append(f"predictions: {pred} ({len(preds)} records)")
+        metrics = evaluate(pairs, preds, out, notes=notes, **common)
     console.info(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return metrics
 

@@ -13,15 +13,23 @@ SPLITS = ("test", "train")
 
 @dataclass
 class PairConfig:
-    data: Path = field(metadata={"help": "Dataset root (one category folder or a folder of categories)."})
-    out: Path = field(metadata={"help": "Output pairs.jsonl; paths inside are written relative to it."})
-    layout: str = field(default="mvtec", metadata={"help": "mvtec | folder | triplets."})
-    split: str = field(
-        default="test", metadata={"help": "test: targets are test images; train: normal images."}
-    )
-    k: int = field(default=8, metadata={"help": "References kept per target (the paper uses top-8)."})
+    """Settings of one pairing run; every field is also a `differad pair` option."""
+
+    data: Path = field(metadata={"help": "Dataset root (a category folder or a folder of them)."})
+    out: Path = field(metadata={"help": "Output pairs.jsonl (written atomically; paths relative to it)."})
+    layout: str = field(default="mvtec", metadata={"help": "mvtec | folder | triplets (see above)."})
+    split: str = field(default="test", metadata={"help": "test: test images; train: normal pairs."})
+    k: int = field(default=8, metadata={"help": "References kept per target (the paper: 8)."})
     embedder: str = field(
-        default="pixel", metadata={"help": "pixel (weight-free) | clip (needs clip_model)."}
+        default="pixel", metadata={"help": "pixel (weight-free, default) | clip (needs --clip-model)."}
     )
-    clip_model: Path | None = field(default=None, metadata={"help": "Local CLIP folder for embedder=clip."})
-    cache: bool = field(default=True, metadata={"help": "Cache embeddings next to the output."})
+    clip_model: Path | None = field(
+        default=None, metadata={"help": "Local CLIP folder (CLIPModel); nothing is downloaded."}
+    )
+    cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Read and write the embedding cache next to the output.",
+            "flags": ("--cache/--no-cache",),
+        },
+    )

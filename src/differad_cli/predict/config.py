@@ -4,50 +4,64 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from differad_cli.core.errors import BadInput
 
 BACKENDS = ("diff", "hf", "openai")
 
 
+def _h(text: str, *flags: str) -> dict[str, Any]:
+    return {"help": text, "flags": flags or None}
+
+
 @dataclass
 class PredictOptions:
+    """How predictions are obtained; every field is an option of `differad predict` and `differad eval`."""
+
     backend: str | None = field(
         default=None,
-        metadata={
-            "help": "diff | hf | openai; default: openai with an endpoint, hf with a model, else diff."
-        },
+        metadata=_h("diff | hf | openai (default: openai with --endpoint, hf with --model, else diff)."),
     )
     model: str | None = field(
-        default=None, metadata={"help": "hf: checkpoint/adapter folder; openai: model name."}
+        default=None, metadata=_h("hf: checkpoint/adapter folder; openai: served model name.")
     )
-    template: str = field(default="differad", metadata={"help": "Prompt template (hf, openai)."})
-    batch_size: int = field(default=4, metadata={"help": "Pairs per generate() call (hf)."})
-    max_new_tokens: int = field(default=256, metadata={"help": "Longest answer in tokens (hf, openai)."})
-    device: str | None = field(default=None, metadata={"help": "hf: cuda/cpu; default: GPU when present."})
-    dtype: str | None = field(default=None, metadata={"help": "hf: auto | bf16 | fp16 | fp32."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "hf: run the checkpoint's own code."})
-    endpoint: str | None = field(default=None, metadata={"help": "openai: base URL of the server."})
-    api_key: str | None = field(default=None, metadata={"help": "openai: key; default env OPENAI_API_KEY."})
-    family: str = field(
-        default="qwen3_vl", metadata={"help": "openai: coordinate family of the served model."}
-    )
-    timeout: float = field(default=60.0, metadata={"help": "openai: seconds per request."})
-    retries: int = field(default=3, metadata={"help": "openai: retries of a transient failure."})
-    concurrency: int = field(default=4, metadata={"help": "openai: requests in flight."})
-    min_pixels: int = field(
-        default=56 * 56, metadata={"help": "openai + qwen2_5_vl: the server processor's min_pixels."}
-    )
-    max_pixels: int = field(
-        default=28 * 28 * 16384, metadata={"help": "openai + qwen2_5_vl: the server processor's max_pixels."}
-    )
+    template: str = field(default="differad", metadata=_h("Prompt: differad | baseline | staged."))
     threshold: float | None = field(
-        default=None, metadata={"help": "diff: seed difference, 0-255 units (None: DiffConfig's 20)."}
+        default=None, metadata=_h("diff: seed difference, 0-255 units [default: 20].")
     )
     min_area: float | None = field(
-        default=None, metadata={"help": "diff: smallest anomaly, image fraction (None: DiffConfig's)."}
+        default=None, metadata=_h("diff: smallest anomaly, image fraction [default: 0.0005].")
     )
-    seed: int = field(default=0, metadata={"help": "Seed for generation (hf) and requests (openai)."})
+    batch_size: int = field(default=4, metadata=_h("hf: pairs per generate call."))
+    max_new_tokens: int = field(default=256, metadata=_h("hf/openai: answer length."))
+    device: str | None = field(default=None, metadata=_h("hf: cuda | cpu (default: GPU if any)."))
+    dtype: str | None = field(default=None, metadata=_h("hf: auto | bf16 | fp16 | fp32."))
+    trust_remote_code: bool = field(
+        default=False, metadata=_h("hf: allow the checkpoint's own Python code.", "--trust-remote-code")
+    )
+    endpoint: str | None = field(default=None, metadata=_h("openai: server base URL."))
+    api_key: str | None = field(default=None, metadata=_h("openai: key (or OPENAI_API_KEY)."))
+    family: str = field(
+        default="qwen3_vl", metadata=_h("openai: qwen3_vl | qwen2_vl | qwen2_5_vl (coordinates).")
+    )
+    timeout: float = field(default=60.0, metadata=_h("openai: seconds per request."))
+    retries: int = field(default=3, metadata=_h("openai: retries of transient failures."))
+    concurrency: int = field(default=4, metadata=_h("openai: requests in flight."))
+    # Qwen2.5-VL's published processor limits (preprocessor_config.json), what a stock server uses
+    min_pixels: int = field(
+        default=56 * 56,
+        metadata=_h(
+            "openai + qwen2_5_vl: the server processor's pixel limits (lower; Qwen2.5-VL default 3136)."
+        ),
+    )
+    max_pixels: int = field(
+        default=28 * 28 * 16384,
+        metadata=_h(
+            "openai + qwen2_5_vl: the server processor's pixel limits (upper; Qwen2.5-VL default 12845056)."
+        ),
+    )
+    seed: int = field(default=0, metadata=_h("Seed for every random choice (reproducible by default)."))
 
 
 def resolve_backend(opts: PredictOptions) -> str:

@@ -161,12 +161,14 @@ def predict_file(
     *,
     resume: bool = True,
     chunk: int = 16,
+    pairs: list[Pair] | None = None,
 ) -> list[Prediction]:
-    """Batch mode: read pairs, predict the missing ones (resuming), write ``out`` atomically."""
+    """Batch mode: read pairs (unless the caller already has them), predict the missing ones (resuming),
+    write ``out`` atomically."""
     from differad_cli.core.records import read_pairs
 
     pairs_path, out = Path(pairs_path), check_out_path(out, (pairs_path,))
-    pairs = read_pairs(pairs_path)
+    pairs = read_pairs(pairs_path) if pairs is None else pairs
     out.parent.mkdir(parents=True, exist_ok=True)
     part = partial_path(out)
     fingerprint = _fingerprint(opts, pairs_path)

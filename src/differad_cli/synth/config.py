@@ -12,15 +12,18 @@ from differad_cli.core.errors import BadInput
 MIN_SIZE, MAX_SIZE = 32, 4096
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+def _help(text: str, *flags: str) -> dict[str, Any]:
+    """Field metadata: the help text, and the flags when ``--field-name`` is not all of them."""
+    return {"help": text, "flags": flags or None}
 
 
 @dataclass
 class SynthConfig:
     """Settings of one synthesis run; every field is also a CLI option (``--p-normal`` for p_normal)."""
 
-    out: Path = field(metadata=_help("Output folder: pairs.jsonl plus ref/, tgt/ and mask/ PNGs."))
+    out: Path = field(
+        metadata=_help("Output folder: pairs.jsonl plus ref/, tgt/ and mask/ PNGs.", "--out", "-o")
+    )
     n: int | None = field(
         default=None,
         metadata=_help("Number of pairs (default: one per normal image, or 1000 with built-in surfaces)."),
@@ -31,7 +34,8 @@ class SynthConfig:
     )
     seed: int = field(default=0, metadata=_help("Seed; each pair's randomness derives from (seed, index)."))
     workers: int = field(
-        default=0, metadata=_help("Worker processes (0 = automatic). Output does not depend on it.")
+        default=0,
+        metadata=_help("Worker processes (0 = automatic). Output does not depend on it.", "--workers", "-j"),
     )
     normals: Path | None = field(
         default=None, metadata=_help("Folder of defect-free images (recursive, any common format).")
@@ -64,7 +68,11 @@ class SynthConfig:
         default=3.0, metadata=_help("Small-angle rotation of target and mask: angle ~ U(-r, r) degrees.")
     )
     jitter_normals: bool = field(
-        default=True, metadata=_help("Apply the brightness/rotation jitter to normal targets too.")
+        default=True,
+        metadata=_help(
+            "Apply the brightness/rotation jitter to normal targets too.",
+            "--jitter-normals/--no-jitter-normals",
+        ),
     )
     threshold: float = field(
         default=0.5, metadata=_help("Perlin noise threshold (DRAEM: 0.5; lower = larger defects).")

@@ -18,42 +18,53 @@ from differad_cli.core.errors import BadInput
 ALIASES = {"model_name_or_path": "model", "dataset": "pairs", "train_pairs": "pairs"}
 
 
+def _h(text: str, *flags: str) -> dict[str, Any]:
+    """Field metadata: the help text, and the flags when ``--field-name`` is not all of them."""
+    return {"help": text, "flags": flags or None}
+
+
 @dataclass
 class TrainConfig:
-    """Options shared by train-cold and train-rl."""
+    """Options shared by train-cold and train-rl (CLI flags and recipe keys both come from these fields)."""
 
-    pairs: str | None = field(default=None, metadata={"help": "Training pair manifest (pairs.jsonl)."})
-    model: str | None = field(default=None, metadata={"help": "Model folder (checkpoint or LoRA adapter)."})
-    template: str = field(default="differad", metadata={"help": "Prompt template (prompts.TEMPLATES)."})
-    paraphrase: bool = field(default=True, metadata={"help": "Draw a seeded prompt paraphrase per sample."})
-    freeze_vision: bool = field(default=True, metadata={"help": "Freeze the vision encoder (paper default)."})
-    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    pairs: str | None = field(default=None, metadata=_h("Training pairs (pairs.jsonl)."))
+    model: str | None = field(default=None, metadata=_h("Model folder: checkpoint or LoRA adapter."))
+    template: str = field(default="differad", metadata=_h("Prompt template: differad | baseline | staged."))
+    paraphrase: bool = field(
+        default=True,
+        metadata=_h("Draw a seeded prompt paraphrase per sample.", "--paraphrase/--no-paraphrase"),
+    )
+    freeze_vision: bool = field(
+        default=True,
+        metadata=_h("Freeze the vision encoder (paper default).", "--freeze-vision/--train-vision"),
+    )
+    lora: bool = field(default=False, metadata=_h("Train LoRA adapters (PEFT).", "--lora/--no-lora"))
+    lora_r: int = field(default=16, metadata=_h("LoRA rank."))
+    lora_alpha: int = field(default=32, metadata=_h("LoRA alpha."))
+    lora_dropout: float = field(default=0.05, metadata=_h("LoRA dropout."))
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        metadata={"help": "Modules that get LoRA adapters (language model only by default)."},
+        metadata=_h("Comma-separated module names for LoRA (language model only by default)."),
     )
     merge_lora: bool = field(
-        default=False, metadata={"help": "Also write a merged full model to OUTPUT/merged."}
+        default=False, metadata=_h("Also write a merged model to OUTPUT/merged.", "--merge-lora")
     )
     resume: bool = field(
-        default=False, metadata={"help": "Resume from the last checkpoint in the output dir."}
+        default=False, metadata=_h("Resume from the last checkpoint in --output-dir.", "--resume")
     )
     precision: str = field(
-        default="auto", metadata={"help": "auto (bf16 on a GPU, else fp32), bf16, fp16, fp32."}
+        default="auto", metadata=_h("auto (bf16 on a GPU, else fp32) | bf16 | fp16 | fp32.")
     )
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the checkpoint."})
-    eval_pairs: str | None = field(default=None, metadata={"help": "Held-out pairs for periodic evaluation."})
-    eval_steps: int = field(default=0, metadata={"help": "Evaluate every N steps (0: only at the end)."})
-    eval_batch_size: int = field(default=4, metadata={"help": "Generation batch size of the evaluation."})
-    eval_max_new_tokens: int = field(default=256, metadata={"help": "Token budget of the evaluation."})
-    num_processes: int = field(
-        default=1, metadata={"help": "Processes (GPUs); >1 relaunches via accelerate."}
+    trust_remote_code: bool = field(
+        default=False, metadata=_h("Allow model code from the checkpoint.", "--trust-remote-code")
     )
+    eval_pairs: str | None = field(default=None, metadata=_h("Held-out pairs for periodic evaluation."))
+    eval_steps: int = field(default=0, metadata=_h("Evaluate every N steps (0: at the end)."))
+    eval_batch_size: int = field(default=4, metadata=_h("Generation batch size of the evaluation."))
+    eval_max_new_tokens: int = field(default=256, metadata=_h("Token budget of the evaluation."))
+    num_processes: int = field(default=1, metadata=_h("Processes/GPUs (relaunches via accelerate)."))
     accelerate_config: str | None = field(
-        default=None, metadata={"help": "accelerate config (DeepSpeed ZeRO)."}
+        default=None, metadata=_h("accelerate config, e.g. recipes/accelerate/zero3.yaml.")
     )
 
 
@@ -62,7 +73,8 @@ class ColdConfig(TrainConfig):
     """train-cold: SFT on <think>description</think><answer>box</answer>."""
 
     use_descriptions: bool = field(
-        default=True, metadata={"help": "Use the record's description when present."}
+        default=True,
+        metadata=_h("Use records' descriptions when present.", "--descriptions/--no-descriptions"),
     )
 
 
@@ -70,22 +82,65 @@ class ColdConfig(TrainConfig):
 class RLConfig(TrainConfig):
     """train-rl: GRPO with DCLR, group-wise resampling and difficulty-aware weighting."""
 
-    task: str = field(default="differad", metadata={"help": "differad, or staged (seed 002's staged task)."})
-    rewards: list[str] = field(default_factory=lambda: ["format", "dclr"], metadata={"help": "Reward names."})
+    task: str = field(
+        default="differad",
+        metadata=_h("differad | staged (region -> analysis -> decision, with a continuous decision reward)."),
+    )
+    rewards: list[str] = field(
+        default_factory=lambda: ["format", "dclr"], metadata=_h("Comma-separated reward names.")
+    )
     reward_weights: list[float] | None = field(
-        default=None, metadata={"help": "Reward weights (default all 1)."}
+        default=None, metadata=_h("Comma-separated weights (default all 1).")
     )
-    max_resample: int = field(
-        default=2, metadata={"help": "Resampling rounds for degenerate groups (0: off)."}
-    )
-    resample_eps: float = field(default=1e-6, metadata={"help": "Group reward std below this is degenerate."})
+    max_resample: int = field(default=2, metadata=_h("Resampling rounds for degenerate groups (0: off)."))
+    resample_eps: float = field(default=1e-6, metadata=_h("Group reward std below this is degenerate."))
     difficulty_weighting: bool = field(
-        default=True, metadata={"help": "Scale each group's loss by w (Eq. 12)."}
+        default=True,
+        metadata=_h(
+            "Scale each group's loss by w (Eq. 12).", "--difficulty-weighting/--no-difficulty-weighting"
+        ),
     )
-    alpha: float = field(default=0.6, metadata={"help": "DCLR centre/scale mix."})
-    lam: float = field(default=0.3, metadata={"help": "DCLR consistency weight below tau."})
-    tau: float = field(default=0.3, metadata={"help": "DCLR IoU threshold (also p_miss threshold)."})
-    delta: float = field(default=0.0, metadata={"help": "DCLR bonus above tau."})
+    alpha: float = field(default=0.6, metadata=_h("DCLR centre/scale mix."))
+    lam: float = field(default=0.3, metadata=_h("DCLR consistency weight below tau."))
+    tau: float = field(default=0.3, metadata=_h("DCLR IoU threshold, also p_miss's."))
+    delta: float = field(default=0.0, metadata=_h("DCLR bonus above tau."))
+
+
+@dataclass
+class TrainerOptions:
+    """TRL/transformers fields that are also command-line flags (their values go to TRL's config; any other
+    TRL field is a recipe key). Defaults: SFT_DEFAULTS / GRPO_DEFAULTS below, then TRL's own."""
+
+    max_steps: int | None = field(default=None, metadata=_h("Stop after N optimizer steps."))
+    learning_rate: float | None = field(
+        default=None, metadata=_h("Learning rate.", "--lr", "--learning-rate")
+    )
+    per_device_train_batch_size: int | None = field(
+        default=None, metadata=_h("Per-device batch size (rows or completions).", "--batch-size")
+    )
+    gradient_accumulation_steps: int | None = field(
+        default=None, metadata=_h("Gradient accumulation steps.", "--grad-accum")
+    )
+    num_train_epochs: float | None = field(
+        default=None, metadata=_h("Training epochs (when --max-steps is unset).", "--epochs")
+    )
+    save_steps: int | None = field(default=None, metadata=_h("Checkpoint every N steps."))
+    logging_steps: int | None = field(default=None, metadata=_h("Log every N steps."))
+    seed: int | None = field(default=None, metadata=_h("Seed for every random choice (default 0)."))
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata=_h("Trade compute for memory.", "--gradient-checkpointing/--no-gradient-checkpointing"),
+    )
+
+
+@dataclass
+class GRPOOptions(TrainerOptions):
+    """TRL GRPOConfig fields that are also flags of train-rl."""
+
+    num_generations: int | None = field(default=None, metadata=_h("Group size G."))
+    temperature: float | None = field(default=None, metadata=_h("Sampling temperature."))
+    max_completion_length: int | None = field(default=None, metadata=_h("Max new tokens per completion."))
+    beta: float | None = field(default=None, metadata=_h("KL coefficient (0: no reference model)."))
 
 
 # Defaults that differ from TRL's: the paper's GRPO setup, and small safe SFT settings.
