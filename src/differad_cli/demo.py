@@ -80,8 +80,8 @@ def _stage(name: str, timings: dict[str, float]) -> Any:
     return _Timer()
 
 
-def run_demo(cfg: DemoConfig) -> DemoResult:
-    """Run (or resume) every stage and return where everything is plus both metric sets."""
+def _paths(cfg: DemoConfig) -> dict[str, Path]:
+    """Check the sizes and the output folder; where every stage writes."""
     from differad_cli.core.errors import BadInput
 
     if cfg.n_train < 8 or cfg.n_test < 4:
@@ -93,7 +93,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         raise BadInput(f"cannot create output folder {out}: {e.strerror}") from None
     if not os.access(out, os.W_OK):
         raise BadInput(f"output folder is not writable: {out}")
-    paths = {
+    return {
         "train_pairs": out / "data" / "train" / "pairs.jsonl",
         "test_pairs": out / "data" / "test" / "pairs.jsonl",
         "tiny_model": out / "models" / "tiny",
@@ -104,9 +104,10 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         "overlay": out / "predict" / "overlay.png",
         "predict_json": out / "predict" / "result.json",
     }
-    timings: dict[str, float] = {}
 
-    from differad_cli.synth.run import SynthConfig, synthesize
+
+def _data_and_model(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, float]) -> None:
+    from differad_cli.synth import SynthConfig, synthesize
 
     with _stage("synth", timings):
         for key, n, seed in (
@@ -124,8 +125,9 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
 
             build_tiny_model(paths["tiny_model"], seed=cfg.seed)
 
-    from differad_cli.train.grpo import train_rl
-    from differad_cli.train.sft import train_cold
+
+def _training(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, float]) -> None:
+    from differad_cli.train import train_cold, train_rl
 
     stages = (
         ("train-cold", train_cold, COLD_OPTIONS, paths["tiny_model"], paths["cold"], cfg.cold_steps),
@@ -146,9 +148,10 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                     },
                 )
 
-    from differad_cli.eval.config import EvalConfig
-    from differad_cli.eval.run import run_eval
-    from differad_cli.predict.run import PredictOptions, predict_file, predict_one, write_overlay
+
+def _evaluation(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, float]) -> dict[str, Any]:
+    from differad_cli.eval import EvalConfig, run_eval
+    from differad_cli.predict import PredictOptions, predict_file
 
     metrics: dict[str, dict[str, Any]] = {}
     runs = (
@@ -165,10 +168,15 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
             if not _done(pred):
                 predict_file(paths["test_pairs"], pred, opts)
             metrics[name] = run_eval(EvalConfig(paths["test_pairs"], folder, pred=pred, overlays=4))
+    return metrics
+
+
+def _one_prediction(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, float]) -> None:
+    from differad_cli.core.records import read_pairs, write_jsonl
+    from differad_cli.predict import PredictOptions, predict_one
+    from differad_cli.predict.run import write_overlay
 
     with _stage("predict", timings):
-        from differad_cli.core.records import read_pairs, write_jsonl
-
         pair = next((p for p in read_pairs(paths["test_pairs"]) if p.label == 1), None)
         assert pair is not None, "synthetic test set without an anomalous pair"
         result = predict_one(pair.ref, pair.tgt, PredictOptions(backend="diff", seed=cfg.seed))
@@ -177,7 +185,19 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         result["gt_box"] = list(pair.box)
         write_jsonl(paths["predict_json"], [result])
 
-    summary_path = out / "demo.json"
+
+def run_demo(cfg: DemoConfig) -> DemoResult:
+    """Run (or resume) every stage, each through its stage's entry function, and return where everything
+    is plus both metric sets."""
+    from differad_cli.core.records import write_jsonl
+
+    paths = _paths(cfg)
+    timings: dict[str, float] = {}
+    _data_and_model(cfg, paths, timings)
+    _training(cfg, paths, timings)
+    metrics = _evaluation(cfg, paths, timings)
+    _one_prediction(cfg, paths, timings)
+    summary_path = Path(cfg.out) / "demo.json"
     write_jsonl(
         summary_path,
         [{"paths": {k: str(v) for k, v in paths.items()}, "metrics": metrics, "timings_s": timings}],

@@ -1,4 +1,5 @@
-"""The pair-record and prediction-record contract (SPEC): the one place that reads and writes JSONL manifests.
+"""The pair-record and prediction-record contract (docs/formats.md): the one place that reads and writes
+JSONL manifests.
 
 Paths inside a manifest are relative to the manifest's folder (or absolute); in memory they are absolute.
 Unknown keys are kept in ``extra`` and written back unchanged, so every stage preserves them.

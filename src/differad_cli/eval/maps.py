@@ -126,7 +126,7 @@ def calibrate_threshold(
 ) -> dict:
     """The pixel threshold maximizing detection F1@iou_threshold on the calibration pairs.
 
-    F1 is SPEC's detection F1 (the reported ``f1_<t>``), because the boxes are what is scored. Candidates,
+    F1 is the detection F1 (the reported ``f1_<t>``), because the boxes are what is scored. Candidates,
     coarse to fine: quantiles of a seeded pixel sample pooled over the calibration maps (upper tail, from the
     median to the 99.99th percentile, geometrically spaced since defects are small), plus quantiles of the
     per-map maxima (which decide image-level flags); then ``n_fine`` evenly spaced values between the best

@@ -1,4 +1,5 @@
-"""The paper's evaluation metrics (IV-A; SPEC "Metrics"), one definition used by eval, training and bench.
+"""The paper's evaluation metrics (IV-A; docs/formats.md "metrics.json"), one definition used by eval,
+training and bench.
 
 Per sample: an anomalous target scores IoU(pred, gt) (0 when the prediction is invalid, missing or the zero
 box); a normal target scores 1 when the prediction is the zero box, else 0. From those:
@@ -56,7 +57,7 @@ class SampleScores:
 def sample_scores(pairs: list[Pair], preds: Mapping[str, Prediction]) -> SampleScores:
     """Per-sample scores; a pair without a prediction counts as invalid.
 
-    SPEC's rules for a prediction record's box, vectorized: corners ordered and clipped to the target image;
+    The rules for a prediction record's box, vectorized: corners ordered and clipped to the target image;
     the zero box stays; a box that is degenerate (or emptied by clipping) makes the prediction invalid.
     """
     n = len(pairs)

@@ -84,9 +84,7 @@ def format_markdown(metrics: dict, *, title: str = "differad evaluation", notes:
         for name, block in rows:
             lines.append(f"| {name} | " + " | ".join(_cell(k, block) for k, _ in cols) + " |")
         lines.append("")
-    lines.append(
-        "Ratios in %. Definitions: SPEC 'Metrics' (paper IV-A); invalid includes missing predictions."
-    )
+    lines.append("Ratios in %. Definitions: the paper, section IV-A; invalid includes missing predictions.")
     return "\n".join(lines) + "\n"
 
 

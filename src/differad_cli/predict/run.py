@@ -2,7 +2,7 @@
 
 Backends: ``diff`` (training-free golden-template difference, the default without a model), ``hf`` (a local
 Qwen-VL checkpoint or LoRA adapter) and ``openai`` (an OpenAI-compatible endpoint). Each turns pair records
-into prediction records (SPEC); an answer that cannot be parsed is an invalid prediction, never a crash.
+into prediction records (docs/formats.md); an unparsable answer is an invalid prediction, never a crash.
 
 Batch mode appends finished records to a hidden ``.<out>.partial`` file as it goes and writes ``out``
 atomically at the end, so an interrupted run resumes where it stopped (the partial file remembers the

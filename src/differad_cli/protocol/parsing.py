@@ -1,4 +1,4 @@
-"""The one answer parser shared by rewards, eval and predict (SPEC "Model-facing protocol", paper IV-A).
+"""The one answer parser shared by rewards, eval and predict (docs/formats.md "Model-facing protocol").
 
 Reads the first ``<answer>...</answer>`` (else the whole text) and keeps the first valid box written as
 ``(x1,y1),(x2,y2)``, ``[x1,y1,x2,y2]``, ``[[x1,y1,x2,y2]]``, ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``,

@@ -1,5 +1,5 @@
-"""Prompt templates at the model boundary: image 1 = reference, image 2 = target (SPEC "Model-facing
-protocol").
+"""Prompt templates at the model boundary: image 1 = reference, image 2 = target (docs/formats.md
+"Model-facing protocol").
 
 The wording is family-agnostic on purpose: it names the answer *shape* ``(x1,y1),(x2,y2)`` but not the
 coordinate system. Each Qwen-VL family already grounds in its own native system (0-1000 for Qwen2-VL/Qwen3-VL,
@@ -8,8 +8,8 @@ the format, and the rewards teach the convention during training. One wording al
 predictions interchangeable across families.
 
 Templates: ``differad`` (the paper's paired prompt, reasoning then box), ``baseline`` (the paper's
-baseline-comparison instruction: compare, answer only the box) and ``staged`` (seed 002: region -> analysis
--> decision, then the box).
+baseline-comparison instruction: compare, answer only the box) and ``staged`` (three stages: region ->
+analysis -> decision, then the box).
 Without an ``rng`` the canonical wording (first of each pool) is used; with one, a paraphrase is drawn.
 """
 

@@ -73,7 +73,7 @@ def route_logs(trainer: Any, output_dir: str | os.PathLike[str], checkpoint: str
 
 
 def make_eval_callback(pairs: list[Pair], cfg: Any, family: str, output_dir: str | os.PathLike[str]) -> Any:
-    """Periodic evaluation with the SPEC metrics on held-out pairs, generating through the predict helper's
+    """Periodic evaluation with the paper's metrics on held-out pairs, generating through the predict helper's
     HFBackend on the in-training model (greedy, canonical prompt); results go to the log and to
     eval/step-N.json."""
     from transformers import TrainerCallback

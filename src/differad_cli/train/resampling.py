@@ -130,7 +130,8 @@ def batch_scores(
     labels: Sequence[Any],
     extents: Sequence[Any] | None = None,
 ) -> np.ndarray:
-    """Per-sample SPEC score on the model's coordinates: IoU for anomalous rows, 1/0 for normal rows."""
+    """Per-sample score (the paper's metric) in the model's coordinates: IoU for anomalous rows, 1/0 for
+    normal rows."""
     from differad_cli.core.boxes import iou, is_zero
     from differad_cli.protocol.parsing import clip_to_extent, parse_answer
 

@@ -1,4 +1,5 @@
-"""GRPO rewards (paper III-B2, Eq. 3-11; SPEC "Rewards") as plain functions and TRL reward callables.
+"""GRPO rewards (paper III-B2, Eq. 3-11; docs/training.md "Rewards") as plain functions and TRL reward
+callables.
 
 Plain functions take boxes in one coordinate system (the model's: ground truth reaches training as the
 ``gt_box`` column already converted by ``coords.to_model``). The registry's callables follow TRL's contract
@@ -44,7 +45,7 @@ def s_cons(pred: BoxLike, gt: BoxLike, *, alpha: float = 0.6, eps: float = 1e-6)
 
 
 def _zero_rule(pred: BoxLike | None, gt: BoxLike) -> float | None:
-    """SPEC's zero-box rules; None when both boxes are real and the formula applies."""
+    """The zero-box rules (docs/training.md "Rewards"); None when both boxes are real."""
     if is_zero(gt):
         return 1.0 if pred is not None and is_zero(pred) else 0.0
     if pred is None or is_zero(pred):

@@ -17,7 +17,7 @@ from differad_cli.train.configs import ColdConfig
 def target_text(
     pair: Pair, family: str, resize: dict[str, int], *, use_record: bool = True, template: str = "differad"
 ) -> str:
-    """The completion the model learns for ``pair``; the staged template (seed 002) gets its three stages
+    """The completion the model learns for ``pair``; the staged template gets its three stages
     (region -> analysis -> decision) inside <think>, in the form its format reward checks."""
     from differad_cli.core.coords import model_box
     from differad_cli.protocol.descriptions import description_for, region_name
