@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from differad_cli import __version__
 from differad_cli.cli import demo, evaluate, pair, predict, synth, tiny_model, train
+from differad_cli.cli.options import register
 from differad_cli.core import console
 from differad_cli.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
 
@@ -60,7 +61,7 @@ def _root(
 
 
 for _module in (synth, pair, tiny_model, train, evaluate, predict, demo):
-    _module.register(app)
+    register(app, _module.COMMANDS)
 
 
 def main() -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import typer
-
-from differad_cli.cli.options import config_options, example
+from differad_cli.cli.options import Command, config_options
 from differad_cli.demo import DemoConfig
 
 HELP = """Run the whole pipeline at demo size, offline, on a CPU: synthesize training and held-out pairs,
@@ -14,12 +12,21 @@ Prints where everything is and both metric tables side by side. Re-running resum
 exist are skipped."""
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(
-        "demo", help=HELP, epilog=example("differad demo --out demo", "differad -q demo --out /tmp/d")
-    )
-    @config_options(DemoConfig)
-    def demo_cmd(cfg: DemoConfig) -> None:
-        from differad_cli.demo import describe, run_demo
+@config_options(DemoConfig)
+def demo_cmd(cfg: DemoConfig) -> None:
+    from differad_cli.demo import describe, run_demo
 
-        print(describe(run_demo(cfg)))
+    print(describe(run_demo(cfg)))
+
+
+COMMANDS = (
+    Command(
+        "demo",
+        demo_cmd,
+        examples=(
+            "differad demo --out demo",
+            "differad -q demo --out /tmp/d",
+        ),
+        help=HELP,
+    ),
+)

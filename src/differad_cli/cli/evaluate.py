@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from differad_cli.cli.options import config_options, example
+from differad_cli.cli.options import Command, config_options
 from differad_cli.eval.config import EvalConfig
 from differad_cli.predict.config import PredictOptions
 
@@ -25,6 +25,7 @@ HELP = (
 )
 
 
+@config_options(EvalConfig, PredictOptions)
 def eval_command(
     cfg: EvalConfig,
     opts: PredictOptions,
@@ -44,15 +45,17 @@ def eval_command(
         print(format_tables(metrics), end="")
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
+COMMANDS = (
+    Command(
         "eval",
-        help=HELP,
-        epilog=example(
+        eval_command,
+        examples=(
             "differad eval --pairs data/pairs.jsonl --pred runs/pred.jsonl --out runs/eval --overlays 20",
             "differad eval --pairs data/pairs.jsonl --maps patchcore_maps/ --out runs/patchcore --seed 0",
             "differad eval --pairs pairs.jsonl --pred pred.jsonl --out runs/eval --iou-threshold 0.5 --json",
             "differad eval --pairs data/test/pairs.jsonl --backend hf --model runs/rl --out runs/eval-rl",
             "differad eval --pairs test.jsonl --endpoint http://127.0.0.1:8000/v1 --model qwen3-vl --out q3",
         ),
-    )(config_options(EvalConfig, PredictOptions)(eval_command))
+        help=HELP,
+    ),
+)

@@ -14,7 +14,6 @@ import inspect
 import types
 import typing
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -171,4 +170,16 @@ def config_options(
     return decorate
 
 
-__all__ = ["Path", "Quiet", "Verbose", "apply_verbosity", "config_options", "example"]
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, function, --help examples and text (default: the function's docstring)."""
+
+    name: str
+    function: Callable[..., None]
+    examples: tuple[str, ...] = ()
+    help: str | None = None
+
+
+def register(app: typer.Typer, commands: tuple[Command, ...]) -> None:
+    for c in commands:
+        app.command(c.name, help=c.help, epilog=example(*c.examples) if c.examples else None)(c.function)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import typer
-
-from differad_cli.cli.options import config_options, example
+from differad_cli.cli.options import Command, config_options
 from differad_cli.pair.config import PairConfig
 
 HELP = """Build pair records (reference, target, box) from a real dataset.
@@ -38,18 +36,22 @@ reference. Embeddings are cached next to the output (.differad-embed-*.npz, keye
 and size), so re-runs only embed new or changed images."""
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(
+@config_options(PairConfig)
+def pair_cmd(cfg: PairConfig) -> None:
+    from differad_cli.pair import run_pair
+
+    run_pair(cfg)
+
+
+COMMANDS = (
+    Command(
         "pair",
-        help=HELP,
-        epilog=example(
+        pair_cmd,
+        examples=(
             "differad pair --data mvtec_ad/ --layout mvtec --out pairs/mvtec_test.jsonl",
             "differad pair --data mvtec_ad/bottle --layout mvtec --split train --k 4 --out train_pairs.jsonl",
             "differad pair --data visa/ --layout folder --embedder clip --clip-model clip/ --out p.jsonl",
         ),
-    )
-    @config_options(PairConfig)
-    def pair_cmd(cfg: PairConfig) -> None:
-        from differad_cli.pair import run_pair
-
-        run_pair(cfg)
+        help=HELP,
+    ),
+)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from differad_cli.cli.options import config_options, example
+from differad_cli.cli.options import Command, config_options
 from differad_cli.predict.config import PredictOptions
 
 HELP = """Say whether TGT has a defect compared with the normal reference REF, and where (one box).
@@ -40,59 +40,55 @@ Backends:
 A reference of another size than the target is resized to it (with a warning)."""
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(
+@config_options(PredictOptions)
+def predict_cmd(
+    opts: PredictOptions,
+    ref: Annotated[Path | None, typer.Argument(help="Normal reference image.", show_default=False)] = None,
+    tgt: Annotated[Path | None, typer.Argument(help="Target image to inspect.", show_default=False)] = None,
+    pairs: Annotated[Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Batch mode: prediction records output.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    overlay: Annotated[
+        Path | None, typer.Option("--overlay", help="Write REF beside TGT with the box drawn (PNG).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Batch: continue an interrupted run.")
+    ] = True,
+) -> None:
+    from differad_cli.core.errors import BadInput
+    from differad_cli.predict.run import human_line, predict_file, predict_one, write_overlay
+
+    if pairs is not None:
+        if ref is not None or tgt is not None:
+            raise BadInput("give either REF TGT or --pairs P.jsonl --out PRED.jsonl, not both")
+        if out is None:
+            raise BadInput("--pairs needs --out PRED.jsonl")
+        if as_json or overlay is not None:
+            raise BadInput("--json and --overlay apply to one pair (REF TGT), not to --pairs")
+        predict_file(pairs, out, opts, resume=resume)
+        return
+    if ref is None or tgt is None:
+        raise BadInput("give REF and TGT images, or --pairs P.jsonl --out PRED.jsonl (see --help)")
+    if out is not None:
+        raise BadInput("--out is for batch mode (--pairs); use --json or --overlay for one pair")
+    result = predict_one(ref, tgt, opts)
+    if overlay is not None:
+        caption = "normal" if not result["label"] else "anomalous"
+        write_overlay(overlay, ref, tgt, result["box"] if result["valid"] else None, caption=caption)
+    print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))
+
+
+COMMANDS = (
+    Command(
         "predict",
-        help=HELP,
-        epilog=example(
+        predict_cmd,
+        examples=(
             "differad predict ref.png tgt.png",
             "differad predict ref.png tgt.png --json --overlay out.png --threshold 30",
             "differad predict ref.png tgt.png --backend hf --model runs/rl/checkpoint-500",
             "differad predict ref.png tgt.png --endpoint http://localhost:8000/v1 --model differad-2b",
             "differad predict --pairs pairs.jsonl --out preds.jsonl --backend diff",
         ),
-    )
-    @config_options(PredictOptions)
-    def predict_cmd(
-        opts: PredictOptions,
-        ref: Annotated[
-            Path | None, typer.Argument(help="Normal reference image.", show_default=False)
-        ] = None,
-        tgt: Annotated[
-            Path | None, typer.Argument(help="Target image to inspect.", show_default=False)
-        ] = None,
-        pairs: Annotated[
-            Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")
-        ] = None,
-        out: Annotated[
-            Path | None, typer.Option("--out", help="Batch mode: prediction records output.")
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
-        overlay: Annotated[
-            Path | None, typer.Option("--overlay", help="Write REF beside TGT with the box drawn (PNG).")
-        ] = None,
-        resume: Annotated[
-            bool, typer.Option("--resume/--no-resume", help="Batch: continue an interrupted run.")
-        ] = True,
-    ) -> None:
-        from differad_cli.core.errors import BadInput
-        from differad_cli.predict.run import human_line, predict_file, predict_one, write_overlay
-
-        if pairs is not None:
-            if ref is not None or tgt is not None:
-                raise BadInput("give either REF TGT or --pairs P.jsonl --out PRED.jsonl, not both")
-            if out is None:
-                raise BadInput("--pairs needs --out PRED.jsonl")
-            if as_json or overlay is not None:
-                raise BadInput("--json and --overlay apply to one pair (REF TGT), not to --pairs")
-            predict_file(pairs, out, opts, resume=resume)
-            return
-        if ref is None or tgt is None:
-            raise BadInput("give REF and TGT images, or --pairs P.jsonl --out PRED.jsonl (see --help)")
-        if out is not None:
-            raise BadInput("--out is for batch mode (--pairs); use --json or --overlay for one pair")
-        result = predict_one(ref, tgt, opts)
-        if overlay is not None:
-            caption = "normal" if not result["label"] else "anomalous"
-            write_overlay(overlay, ref, tgt, result["box"] if result["valid"] else None, caption=caption)
-        print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))
+        help=HELP,
+    ),
+)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from differad_cli.cli.options import config_options, example
+from differad_cli.cli.options import Command, config_options
 from differad_cli.train.configs import ColdConfig, GRPOOptions, RLConfig, TrainerOptions
 
 OutputDir = Annotated[Path, typer.Option("--output-dir", help="Run folder: checkpoints + final model.")]
@@ -40,24 +40,33 @@ def _train(kind: str, output_dir: Path, recipe: Path | None, options: dict[str, 
     console.info(f"train-{kind}: done at step {result['global_step']}; model in {output_dir}")
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(
+@config_options(ColdConfig, TrainerOptions, unset=True)
+def train_cold_cmd(options: dict[str, Any], output_dir: OutputDir, recipe: Recipe = None) -> None:
+    """Cold start: SFT on <think>difference description</think><answer>box</answer> (answer-only loss)."""
+    _train("cold", output_dir, recipe, options)
+
+
+@config_options(RLConfig, GRPOOptions, unset=True)
+def train_rl_cmd(options: dict[str, Any], output_dir: OutputDir, recipe: Recipe = None) -> None:
+    """GRPO with DCLR, group-wise resampling and difficulty-aware weighting (paper III-B2)."""
+    _train("rl", output_dir, recipe, options)
+
+
+COMMANDS = (
+    Command(
         "train-cold",
-        epilog=example(
+        train_cold_cmd,
+        examples=(
             "differad train-cold --pairs data/pairs.jsonl --model models/tiny --output-dir runs/cold "
             "--max-steps 20",
             "differad train-cold --recipe recipes/qwen2_5_vl_3b_lora/cold.yaml --pairs data/pairs.jsonl "
             "--output-dir runs/cold",
         ),
-    )
-    @config_options(ColdConfig, TrainerOptions, unset=True)
-    def train_cold_cmd(options: dict[str, Any], output_dir: OutputDir, recipe: Recipe = None) -> None:
-        """Cold start: SFT on <think>difference description</think><answer>box</answer> (answer-only loss)."""
-        _train("cold", output_dir, recipe, options)
-
-    @app.command(
+    ),
+    Command(
         "train-rl",
-        epilog=example(
+        train_rl_cmd,
+        examples=(
             "differad train-rl --pairs data/pairs.jsonl --model runs/cold --output-dir runs/rl "
             "--max-steps 50",
             "differad train-rl --recipe recipes/qwen2_vl_7b_univg/grpo.yaml --pairs data/pairs.jsonl "
@@ -65,8 +74,5 @@ def register(app: typer.Typer) -> None:
             "differad train-rl --task staged --pairs data/pairs.jsonl --model runs/cold "
             "--output-dir runs/staged",
         ),
-    )
-    @config_options(RLConfig, GRPOOptions, unset=True)
-    def train_rl_cmd(options: dict[str, Any], output_dir: OutputDir, recipe: Recipe = None) -> None:
-        """GRPO with DCLR, group-wise resampling and difficulty-aware weighting (paper III-B2)."""
-        _train("rl", output_dir, recipe, options)
+    ),
+)

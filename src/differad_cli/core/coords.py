@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,38 +112,33 @@ def _resized(width: int, height: int, resized_hw: tuple[int, int] | None) -> tup
     return rh, rw
 
 
-def to_model(
-    box_px: Sequence[float],
-    family: str,
-    width: int,
-    height: int,
-    resized_hw: tuple[int, int] | None = None,
-) -> IntBox:
-    """Target-image pixels -> the family's answer coordinates (the zero box stays zero)."""
+def _convert(box: Sequence[float], family: str, width: int, height: int, resized_hw: tuple[int, int] | None,
+             normalized: Callable[..., IntBox], resized: Callable[..., IntBox]) -> IntBox:  # fmt: skip
     check_family(family)
-    if is_zero(box_px):
+    if is_zero(box):
         return (0, 0, 0, 0)
     if family in NORMALIZED_FAMILIES:
-        return to_1000(box_px, width, height)
+        return normalized(box, width, height)
     rh, rw = _resized(width, height, resized_hw)
-    return to_resized(box_px, width, height, rw, rh)
+    return resized(box, width, height, rw, rh)
+
+
+def to_model(
+    box_px: Sequence[float], family: str, width: int, height: int, resized_hw: tuple[int, int] | None = None
+) -> IntBox:
+    """Target-image pixels -> the family's answer coordinates (the zero box stays zero)."""
+    return _convert(box_px, family, width, height, resized_hw, to_1000, to_resized)
 
 
 def from_model(
-    box_model: Sequence[float],
+    box: Sequence[float],
     family: str,
     width: int,
     height: int,
     resized_hw: tuple[int, int] | None = None,
 ) -> IntBox:
     """The family's answer coordinates -> target-image pixels (rounded and clipped to the image)."""
-    check_family(family)
-    if is_zero(box_model):
-        return (0, 0, 0, 0)
-    if family in NORMALIZED_FAMILIES:
-        return from_1000(box_model, width, height)
-    rh, rw = _resized(width, height, resized_hw)
-    return from_resized(box_model, width, height, rw, rh)
+    return _convert(box, family, width, height, resized_hw, from_1000, from_resized)
 
 
 def format_box(box: Sequence[float]) -> str:

@@ -283,19 +283,27 @@ def _extents(value: Any, n: int) -> list[Any]:
     return _column(value, n, is_box=False)
 
 
-def _text_callable(name: str, fn: Callable[[str], float]) -> RewardFn:
-    def reward(completions: list[Any], **_: Any) -> list[float]:
-        out: list[float] = []
-        for c in completions:
-            try:
-                out.append(_safe(fn(completion_text(c))))
-            except Exception:
-                out.append(0.0)
-        return out
-
+def _named(name: str, reward: RewardFn) -> RewardFn:
+    """TRL logs a reward under its function's name."""
     reward.__name__ = f"{name}_reward"
     reward.__qualname__ = reward.__name__
     return reward
+
+
+def _guarded(score: Callable[[], float | None]) -> float:
+    """A reward never raises: garbage completions and unreadable rows score 0."""
+    try:
+        value = score()
+    except Exception:
+        return 0.0
+    return 0.0 if value is None else _safe(value)
+
+
+def _text_callable(name: str, fn: Callable[[str], float]) -> RewardFn:
+    def reward(completions: list[Any], **_: Any) -> list[float]:
+        return [_guarded(lambda c=c: fn(completion_text(c))) for c in completions]
+
+    return _named(name, reward)
 
 
 def _row_callable(name: str, score: Callable[[str, tuple[float, ...], int, Any], float]) -> RewardFn:
@@ -310,18 +318,15 @@ def _row_callable(name: str, score: Callable[[str, tuple[float, ...], int, Any],
     ) -> list[float]:
         n = len(completions)
         boxes, labels = _column(gt_box, n, is_box=True), _column(label, n, is_box=False)
-        out: list[float] = []
-        for c, b, lab, ext in zip(completions, boxes, labels, _extents(extent, n), strict=True):
-            try:
-                gt = _gt(b, lab)
-                out.append(0.0 if gt is None else _safe(score(completion_text(c), gt[0], gt[1], ext)))
-            except Exception:
-                out.append(0.0)
-        return out
 
-    reward.__name__ = f"{name}_reward"
-    reward.__qualname__ = reward.__name__
-    return reward
+        def one(c: Any, b: Any, lab: Any, ext: Any) -> float | None:
+            gt = _gt(b, lab)
+            return None if gt is None else score(completion_text(c), gt[0], gt[1], ext)
+
+        rows = zip(completions, boxes, labels, _extents(extent, n), strict=True)
+        return [_guarded(lambda r=r: one(*r)) for r in rows]
+
+    return _named(name, reward)
 
 
 def _loc_callable(name: str, fn: Callable[..., float], params: dict[str, Any]) -> RewardFn:

@@ -5,15 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from differad_cli.pair.layouts.base import (
-    Category,
-    Target,
-    category_dirs,
-    images_in,
-    mask_for,
-    unused_masks,
-    warn_list,
-)
+from differad_cli.pair.layouts import base
+from differad_cli.pair.layouts.base import Category, Target
 
 EXPECTED = (
     "<category>/normal/ (normal images), <category>/test/ (targets, optionally in subset folders) "
@@ -23,21 +16,21 @@ EXPECTED = (
 
 def read(root: Path, split: str) -> list[Category]:
     cats = []
-    for d in category_dirs(root, (("normal", "test"), ("normal",))):
-        pool = images_in(d / "normal")
+    for d in base.category_dirs(root, (("normal", "test"), ("normal",))):
+        pool = base.images_in(d / "normal")
         if split == "train":
             cats.append(Category(d.name, pool, [Target(p, None, None, False) for p in pool], self_ref=True))
             continue
         test, mask_dir = d / "test", d / "mask"
         targets: list[Target] = []
         used: set[Path] = set()
-        for p in images_in(test):
+        for p in base.images_in(test):
             rel = p.relative_to(test)
-            mask = mask_for(mask_dir, rel)
+            mask = base.mask_for(mask_dir, rel)
             if mask is not None:
                 used.add(mask.resolve())
             subset = rel.parent.as_posix() if rel.parent != Path(".") else None
             targets.append(Target(p, subset, mask, mask is not None))
-        warn_list("mask(s) without an image", unused_masks(mask_dir, used, d.name))
+        base.warn_list("mask(s) without an image", base.unused_masks(mask_dir, used, d.name))
         cats.append(Category(d.name, pool, targets))
     return cats
