@@ -9,8 +9,8 @@ retrieval of the top-8 normal references), loaded from a local folder through tr
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +21,7 @@ import numpy as np
 from differad_cli.core import console
 from differad_cli.core.errors import BadInput
 from differad_cli.core.images import load_rgb
-from differad_cli.core.io import publish
+from differad_cli.core.io import atomic_write
 
 EMBEDDERS = ("pixel", "clip")
 
@@ -248,14 +248,8 @@ class EmbeddingCache:
         return np.stack([self.table[kk] for kk in keys]).astype(np.float32)
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                keys = np.array(list(self.table), dtype=str)
-                vecs = np.stack(list(self.table.values())) if self.table else np.zeros((0, self.embedder.dim))
-                np.savez(f, keys=keys, vecs=vecs.astype(np.float32))
-            publish(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buf = io.BytesIO()
+        keys = np.array(list(self.table), dtype=str)
+        vecs = np.stack(list(self.table.values())) if self.table else np.zeros((0, self.embedder.dim))
+        np.savez(buf, keys=keys, vecs=vecs.astype(np.float32))
+        atomic_write(self.path, buf.getvalue())
