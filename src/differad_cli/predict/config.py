@@ -61,6 +61,13 @@ class PredictOptions:
             "openai + qwen2_5_vl: the server processor's pixel limits (upper; Qwen2.5-VL default 12845056)."
         ),
     )
+    num_processes: int = field(
+        default=1,
+        metadata=_h(
+            "Batch: processes to predict with, one GPU each when there are enough (manifest sharded, results "
+            "merged in input order, each shard resumes on its own)."
+        ),
+    )
     seed: int = field(default=0, metadata=_h("Seed for every random choice (reproducible by default)."))
 
 
@@ -72,6 +79,8 @@ def resolve_backend(opts: PredictOptions) -> str:
         raise BadInput("--backend hf needs --model PATH (a local checkpoint or LoRA adapter folder)")
     if name == "hf" and not Path(opts.model).is_dir():  # before the slow torch/transformers import
         raise BadInput(f"model folder not found: {opts.model}")
+    if opts.num_processes < 1:
+        raise BadInput(f"--num-processes must be at least 1, got {opts.num_processes}")
     if name == "openai" and not opts.endpoint:
         raise BadInput("--backend openai needs --endpoint URL (and --model NAME)")
     return name

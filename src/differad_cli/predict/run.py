@@ -31,7 +31,9 @@ from differad_cli.predict.config import PredictOptions, resolve_backend
 
 RESUME_KEY = "_differad_resume"
 # options that change how predictions are obtained, never what they are: changing them keeps a resume file
-NOT_IN_FINGERPRINT = ("api_key", "batch_size", "concurrency", "timeout", "retries", "device")
+NOT_IN_FINGERPRINT = (
+    "api_key", "batch_size", "concurrency", "timeout", "retries", "device", "num_processes",
+)  # fmt: skip
 
 
 def predict_pairs(
@@ -71,6 +73,8 @@ def predict_one(
     width, height = image_size(tgt)
     image_size(ref)
     name = resolve_backend(opts)
+    if opts.num_processes > 1:
+        raise BadInput("--num-processes applies to batch mode (--pairs P.jsonl --out PRED.jsonl)")
     backend = backend or make_backend(opts)
     pair = Pair(id="pair", ref=Path(ref), tgt=Path(tgt), box=ZERO_BOX, label=0, width=width, height=height)
     start = time.perf_counter()
@@ -162,13 +166,21 @@ def predict_file(
     resume: bool = True,
     chunk: int = 16,
     pairs: list[Pair] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> list[Prediction]:
     """Batch mode: read pairs (unless the caller already has them), predict the missing ones (resuming),
-    write ``out`` atomically."""
+    write ``out`` atomically. ``opts.num_processes`` > 1 shards the work (:mod:`differad_cli.predict.shards`);
+    ``shard=(k, n)`` is one of those shards: pairs ``k::n``."""
     from differad_cli.core.records import read_pairs
 
     pairs_path, out = Path(pairs_path), check_out_path(out, (pairs_path,))
     pairs = read_pairs(pairs_path) if pairs is None else pairs
+    if shard is None and opts.num_processes > 1:
+        from differad_cli.predict.shards import predict_sharded
+
+        return predict_sharded(pairs_path, out, opts, pairs, resume=resume, chunk=chunk)
+    if shard is not None:
+        pairs = pairs[shard[0] :: shard[1]]
     out.parent.mkdir(parents=True, exist_ok=True)
     part = partial_path(out)
     fingerprint = _fingerprint(opts, pairs_path)
