@@ -54,6 +54,7 @@ import itertools
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -197,6 +198,7 @@ class Stage:
     peak_gpu_mib: float | None = None
     gpu_baseline_mib: float | None = None
     peak_rss_mib: float | None = None
+    max_child_rss_mib: float | None = None  # getrusage(RUSAGE_CHILDREN): largest single process so far
     error_tail: str | None = None
     watch: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, records in file)
 
@@ -216,11 +218,13 @@ def count_records(paths: tuple[Path, ...], key: str) -> int:
 class Runner:
     """Runs stages one after another under one deadline and keeps their records and output."""
 
-    def __init__(self, prof: Profile, work: Path, out: Path, sampler: Sampler) -> None:
+    def __init__(
+        self, prof: Profile, work: Path, out: Path, sampler: Sampler, log: str = "bench_gpu.log"
+    ) -> None:
         self.prof, self.work, self.out, self.sampler = prof, work, out, sampler
         self.deadline = time.monotonic() + prof.budget_s
         self.stages: list[Stage] = []
-        self.log = out / "bench_gpu.log"
+        self.log = out / log
         self.env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p),
@@ -289,6 +293,7 @@ class Runner:
                     break
                 time.sleep(0.05)
         st.seconds = round(time.monotonic() - t0, 2)
+        st.max_child_rss_mib = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
         st.rc = proc.returncode
         text = log_file.read_text("utf-8", errors="replace")
         if rc is None:
