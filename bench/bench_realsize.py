@@ -8,11 +8,15 @@ GRPO, ``train_runtime`` for one SFT step: warm-up included, there is only one st
 (``elapsed_ms``: the model load excluded) and peak memory of each subprocess (its process tree's summed RSS
 sampled every 0.25 s, and getrusage's largest single child so far). Recipes: recipes/realsize_cpu/.
 
-Precision, measured first: this CPU has AVX2 and no bf16 instructions, so a bf16 matmul is emulated. The
-benchmark times a fp32 and a bf16 matmul, then for each family chooses fp32 when it is faster and the fp32
-weights (4 bytes x parameters, plus 60% for activations, LoRA state and the loader) fit in the available
-memory, else bf16 (``--dtype fp32|bf16`` forces one). The model is written in that dtype and the training
-commands get ``--precision`` to match (with LoRA the frozen base is loaded in it).
+Precision, measured first: this CPU (AVX2, no bf16 instructions) ran a 256x2048x2048 matmul at 36 GFLOP/s
+in fp32 and 0.2 GFLOP/s in bf16 (emulated, 180x slower; 2026-11-27): bf16 compute is not feasible here, fp32
+is, where it fits in memory. The benchmark times both matmuls again, then per family computes in fp32 when
+fp32 is faster and its weights (4 bytes x parameters, +15% and 1.5 GiB for the loader, LoRA state and
+activations with gradient checkpointing) fit in the available memory; otherwise in bf16 when bf16 is the
+faster, else the family is skipped and says why (``--dtype`` forces one). Qwen2.5-VL-3B in fp32 needs
+~18.8 GiB: it runs only when the other users of the machine leave that much. The weights are written in
+bf16 (half the disk and write time) and loaded in the compute dtype: the training commands get
+``--precision`` (with LoRA the frozen base is loaded in it), predict gets ``--dtype``.
 
     python bench/bench_realsize.py [--families qwen2_vl,qwen2_5_vl,qwen3_vl] [--out /tmp/realsize]
     python bench/bench_realsize.py --size tiny       # today's tiny Qwen2-VL (before --family/--preset exist)
@@ -36,6 +40,7 @@ from bench_gpu import (
     Profile,
     Runner,
     Sampler,
+    fmt,
     image_tokens,
     read_log,
     safetensors_params,
@@ -47,7 +52,7 @@ COLD, GRPO = "recipes/realsize_cpu/cold.yaml", "recipes/realsize_cpu/grpo.yaml"
 LIMITS = {k: (3600.0, 5.0) for k in ("build", "synth", "cold", "rl", "predict")}
 
 
-def matmul_gflops(dtype_name: str, n: int = 1024, k: int = 4096, repeat: int = 3) -> float:
+def matmul_gflops(dtype_name: str, n: int = 128, k: int = 2048, repeat: int = 1) -> float:
     """GFLOP/s of an (n x k) @ (k x k) matmul in this process (both cores)."""
     import torch
 
@@ -60,17 +65,18 @@ def matmul_gflops(dtype_name: str, n: int = 1024, k: int = 4096, repeat: int = 3
     return 2 * n * k * k * repeat / (time.perf_counter() - t) / 1e9
 
 
-def choose_dtype(family: str, forced: str | None, speed: dict[str, float]) -> tuple[str, str]:
-    """(dtype, why): fp32 when faster and it fits in the available memory, else bf16."""
+def choose_dtype(family: str, forced: str | None, speed: dict[str, float]) -> tuple[str | None, str]:
+    """(compute dtype or None to skip, why): the faster dtype where its weights fit in available memory."""
     if forced:
         return forced, "forced"
     import psutil
 
     avail = psutil.virtual_memory().available / 2**30
-    need = PARAMS_B.get(family, 0.0) * 4 * 1.6
-    if speed["float32"] >= speed["bfloat16"] and need < avail:
-        return "fp32", f"fp32 faster and ~{need:.1f} GiB < {avail:.1f} GiB available"
-    return "bf16", f"fp32 needs ~{need:.1f} GiB of {avail:.1f} GiB available, or bf16 is faster"
+    need = {b: PARAMS_B.get(family, 0.0) * n * 1.15 + 1.5 for b, n in (("fp32", 4), ("bf16", 2))}
+    fast = "fp32" if speed["float32"] >= speed["bfloat16"] else "bf16"
+    if need[fast] < avail:
+        return fast, f"{fast} is faster here and needs ~{need[fast]:.1f} of {avail:.1f} GiB available"
+    return None, f"{fast} (the faster) needs ~{need[fast]:.1f} GiB, {avail:.1f} GiB available: skipped"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     runner = Runner(prof, work, out, Sampler(gpu=False), log="realsize.log")
     speed = {d: round(matmul_gflops(d), 1) for d in ("float32", "bfloat16")}
-    print(f"matmul 1024x4096x4096 on this CPU: fp32 {speed['float32']}, bf16 {speed['bfloat16']} GFLOP/s")
+    print(
+        f"matmul 128x2048x2048 on this CPU: fp32 {speed['float32']}, bf16 {speed['bfloat16']} GFLOP/s",
+        flush=True,
+    )
     data = work / "data"
     synth = runner.cli("synth", "--out", str(data), "--n", "4", "--size", str(args.px), "-q")
     st = runner.run("synth", synth, "synth", [])
@@ -106,12 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"size": args.size, "matmul_gflops": speed, "image_px": args.px, "families": {}}
     for fam in families:
         dtype, why = choose_dtype(fam, args.dtype, speed) if real else ("fp32", "tiny model")
+        res: dict[str, Any] = {"dtype": dtype, "dtype_why": why}
+        result["families"][fam] = res
+        print(f"[{fam}] compute dtype {dtype}: {why}", flush=True)
+        if dtype is None:
+            continue
         model = work / "models" / fam
         build = runner.cli("tiny-model", str(model))
         if real:
-            build += ["--family", fam, "--preset", "real", "--dtype", dtype, "--device", "cpu"]
-        res: dict[str, Any] = {"dtype": dtype, "dtype_why": why}
-        result["families"][fam] = res
+            build += ["--family", fam, "--preset", "real", "--dtype", "bf16", "--device", "cpu"]
         st = runner.run(f"{fam}-build", build, "build", [], family=fam)
         if st.status != "ok":
             continue
@@ -147,15 +159,23 @@ def main(argv: list[str] | None = None) -> int:
     failures = [s.name for s in runner.stages if s.status != "ok"]
     result["failures"] = failures
     (out / "realsize.json").write_text(json.dumps(result, indent=2) + "\n", "utf-8")
-    print(f"\n{'family':<12}{'dtype':<6}{'params':>9}{'img tok/pair':>14}{'cold s/step':>13}"
-          f"{'GRPO s/step':>13}"
-          f"{'predict ms':>12}{'peak RSS MiB':>14}")  # fmt: skip
+    cols = (
+        "family",
+        "dtype",
+        "params M",
+        "img tok/pair",
+        "cold s/step",
+        "GRPO s/step",
+        "predict ms",
+        "peak RSS MiB",
+    )
+    print("\n" + "".join(f"{c:>14}" for c in cols))
     for fam, r in result["families"].items():
-        peak = max((s["peak_rss_mib"] or 0.0 for s in r.get("stages", {}).values()), default=0.0)
-        tok = (r.get("image_tokens") or {}).get("per_pair", "-")
-        print(f"{fam:<12}{r['dtype']:<6}{r.get('params_m', '-'):>8}M{tok:>14}"
-              f"{r.get('cold_step_s') or '-':>13}"
-              f"{r.get('grpo_step_s') or '-':>13}{r.get('predict_ms') or '-':>12}{peak:>14.0f}")  # fmt: skip
+        peak = max((s["peak_rss_mib"] or 0.0 for s in r.get("stages", {}).values()), default=None)
+        tok = (r.get("image_tokens") or {}).get("per_pair")
+        row = (fam, r["dtype"] or "skipped", fmt(r.get("params_m")), fmt(tok), fmt(r.get("cold_step_s")),
+               fmt(r.get("grpo_step_s")), fmt(r.get("predict_ms")), fmt(peak))  # fmt: skip
+        print("".join(f"{c:>14}" for c in row))
     print(f"\n{out / 'realsize.json'}; failed stages: {', '.join(failures) or 'none'}")
     return 1 if failures else 0
 
