@@ -185,6 +185,7 @@ def load_model_and_processor(
         dtype=torch_dtype,
         trust_remote_code=trust_remote_code,
         use_safetensors=True,
+        device_map=device if device.startswith("cuda") else None,  # straight onto the GPU, no CPU copy
     )
     if base is not None:
         from peft import PeftModel
