@@ -24,6 +24,10 @@ class TrainConfig:
 
     pairs: str | None = field(default=None, metadata={"help": "Training pair manifest (pairs.jsonl)."})
     model: str | None = field(default=None, metadata={"help": "Model folder (checkpoint or LoRA adapter)."})
+    family: str | None = field(
+        default=None,
+        metadata={"help": "Family the recipe is written for: a checkpoint of another family is refused."},
+    )
     template: str = field(default="differad", metadata={"help": "Prompt template (prompts.TEMPLATES)."})
     paraphrase: bool = field(default=True, metadata={"help": "Draw a seeded prompt paraphrase per sample."})
     freeze_vision: bool = field(default=True, metadata={"help": "Freeze the vision encoder (paper default)."})
