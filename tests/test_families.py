@@ -304,3 +304,22 @@ def test_bad_family_and_checkpoint_are_bad_input(
     code = run_cli(monkeypatch, "train-cold", "--pairs", synth_pairs, "--model", model, *out, "--recipe", own,
                    "--precision", "fp32", "--max-steps", "1")  # fmt: skip
     assert "written for" not in capsys.readouterr().err and code != 0  # reached loading: AssertionError -> 1
+
+
+def test_tiny_model_dtype_and_device_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """--dtype decides what is saved; unknown dtypes/devices and a missing GPU are one-line usage errors."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bf16"
+    assert run_cli(monkeypatch, "tiny-model", folder, "--family", "qwen3_vl", "--dtype", "bf16", "-q") == 0
+    assert {t.dtype for t in load_file(str(folder / "model.safetensors")).values()} == {torch.bfloat16}
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "qwen3_vl"
+    bad = [(["--dtype", "fp16"], "unknown --dtype 'fp16'"), (["--device", "tpu"], "unknown --device 'tpu'")]
+    if not torch.cuda.is_available():
+        bad.append((["--device", "cuda"], "no CUDA device"))
+    for args, message in bad:
+        assert run_cli(monkeypatch, "tiny-model", tmp_path / "x", *args) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
