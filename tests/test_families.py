@@ -313,6 +313,7 @@ def test_tiny_model_dtype_and_device_options(tmp_path: Path, monkeypatch: pytest
 
     folder = tmp_path / "bf16"
     assert run_cli(monkeypatch, "tiny-model", folder, "--family", "qwen3_vl", "--dtype", "bf16", "-q") == 0
+    capsys.readouterr()  # transformers' own save progress bar
     assert {t.dtype for t in load_file(str(folder / "model.safetensors")).values()} == {torch.bfloat16}
     assert json.loads((folder / "config.json").read_text())["model_type"] == "qwen3_vl"
     bad = [(["--dtype", "fp16"], "unknown --dtype 'fp16'"), (["--device", "tpu"], "unknown --device 'tpu'")]
