@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,20 @@ def detect_family(config: Any) -> str:
     model_type, where = _model_type(config)
     family = _MODEL_TYPES.get(str(model_type)) if model_type is not None else None
     if family is None:
-        raise BadInput(
-            f"unsupported model_type '{model_type}' ({where}); supported families: {', '.join(FAMILIES)}"
-        )
+        what = "no model_type" if model_type is None else f"unsupported model_type '{model_type}'"
+        raise BadInput(f"{what} ({where}); supported families: {', '.join(FAMILIES)}")
     return family
+
+
+# Spellings of the families in model names (Qwen2.5-VL-3B-Instruct, qwen3_vl_2b ...), checked in this order
+# once separators are dropped ("qwen2.5-vl" -> "qwen25vl"): Qwen2.5 before Qwen2.
+_NAME_KEYS = (("qwen25vl", "qwen2_5_vl"), ("qwen3vl", "qwen3_vl"), ("qwen2vl", "qwen2_vl"))
+
+
+def family_from_name(name: str | os.PathLike[str]) -> str | None:
+    """The family a model name (a path's last part) spells out, e.g. Qwen2.5-VL-3B-Instruct; else None."""
+    squashed = re.sub(r"[\s._\-]", "", Path(str(name)).name.lower())
+    return next((family for key, family in _NAME_KEYS if key in squashed), None)
 
 
 def check_family(family: str) -> str:

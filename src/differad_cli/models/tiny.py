@@ -1,8 +1,12 @@
-"""A tiny, randomly initialized Qwen2-VL built entirely offline, so every stage runs and is tested on a CPU.
+"""Small, randomly initialized Qwen-VL checkpoints built entirely offline, so every stage runs on a CPU.
 
-The checkpoint is a stock ``Qwen2VLForConditionalGeneration`` with a small byte-level BPE tokenizer (trained
-here on a fixed corpus of the protocol's vocabulary: digits, brackets, ``<think>``/``<answer>`` …) that
-carries Qwen2-VL's special tokens and chat template, so the ordinary transformers loading code reads it back.
+Each family gets its own architecture class (``Qwen2VLForConditionalGeneration``,
+``Qwen2_5_VLForConditionalGeneration``, ``Qwen3VLForConditionalGeneration``), its processor geometry (patch
+14 or 16), added tokens and chat template, and a small byte-level BPE tokenizer (trained here on a fixed
+corpus of the protocol's vocabulary: digits, brackets, ``<think>``/``<answer>`` ...), so the ordinary
+transformers loading code reads it back. ``--preset real`` keeps the tokenizer but gives the model the
+published architecture of the family's smallest checkpoint (random weights): for benchmarks of memory and
+speed at the true size.
 """
 
 from __future__ import annotations
@@ -13,10 +17,18 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from differad_cli.core.errors import BadInput
+from differad_cli.models.presets import (
+    MODEL_CLASSES,
+    Preset,
+    preset,
+)
 
-# Qwen2-VL's added tokens, in the original order (ids follow the BPE vocabulary).
+SAVE_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+
+# Qwen2-VL's added tokens in the original order (ids follow the BPE vocabulary); all three families have them.
 SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -33,23 +45,31 @@ SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
-
-
-@dataclass
-class TinyModelConfig:
-    """Sizes of the tiny model; the defaults give ~0.12M parameters and 4 image tokens per 64x64 image."""
-
-    vocab_size: int = field(default=1024, metadata={"help": "BPE vocabulary size before the special tokens."})
-    hidden_size: int = field(default=32, metadata={"help": "Text hidden size (= vision merger output)."})
-    intermediate_size: int = field(default=64, metadata={"help": "Text MLP size."})
-    num_hidden_layers: int = field(default=2, metadata={"help": "Text decoder layers."})
-    num_attention_heads: int = field(default=4, metadata={"help": "Text attention heads."})
-    num_key_value_heads: int = field(default=2, metadata={"help": "Text KV heads."})
-    vision_depth: int = field(default=1, metadata={"help": "Vision transformer blocks."})
-    vision_embed_dim: int = field(default=32, metadata={"help": "Vision embedding size."})
-    vision_heads: int = field(default=2, metadata={"help": "Vision attention heads."})
-    min_pixels: int = field(default=56 * 56, metadata={"help": "Processor lower pixel limit."})
-    max_pixels: int = field(default=112 * 112, metadata={"help": "Processor upper pixel limit."})
+# Added (non-special) tokens that follow them in the later families' tokenizers: Qwen2.5-VL adds tool-call and
+# fill-in-the-middle tokens (ids 151657-151664), Qwen3-VL also tool responses and <think>/</think> (-151668),
+# so a Qwen3-VL answer's <think> is one token, as in the real tokenizer.
+_QWEN25_ADDED = (
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+)
+ADDED_TOKENS: dict[str, tuple[str, ...]] = {
+    "qwen2_vl": (),
+    "qwen2_5_vl": _QWEN25_ADDED,
+    "qwen3_vl": (*_QWEN25_ADDED, "<tool_response>", "</tool_response>", "<think>", "</think>"),
+}
+# The chat template each family's checkpoints ship, as carried by TRL's wheel: Qwen2-VL's is byte-identical to
+# Qwen2.5-VL's (TRL's README says so); Qwen3-VL's differs (no default system prompt, tool-call blocks).
+CHAT_TEMPLATES = {
+    "qwen2_vl": "qwen2_5_vl.jinja",
+    "qwen2_5_vl": "qwen2_5_vl.jinja",
+    "qwen3_vl": "qwen3_vl.jinja",
+}
 
 
 def _corpus() -> list[str]:
@@ -72,8 +92,8 @@ def _corpus() -> list[str]:
     return lines * 4
 
 
-def build_tokenizer(vocab_size: int = 1024):
-    """A deterministic byte-level BPE tokenizer as ``Qwen2Tokenizer`` with Qwen2-VL's special tokens."""
+def build_tokenizer(vocab_size: int = 1024, family: str = "qwen2_vl"):
+    """A deterministic byte-level BPE tokenizer as ``Qwen2Tokenizer`` with the family's added tokens."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -100,84 +120,134 @@ def build_tokenizer(vocab_size: int = 1024):
         vocab=vocab, merges=merges, errors="replace", model_max_length=32768, padding_side="left"
     )  # left padding: generation batches end where generation starts
     qtok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
+    if ADDED_TOKENS[family]:
+        qtok.add_tokens(list(ADDED_TOKENS[family]), special_tokens=False)
     qtok.eos_token = "<|im_end|>"  # what Qwen2-VL-Instruct generation stops on
     qtok.pad_token = "<|endoftext|>"
-    qtok.chat_template = chat_template()
+    qtok.chat_template = chat_template(family)
     return qtok
 
 
-def chat_template() -> str:
-    """Qwen2-VL's chat template, as carried by TRL's wheel (byte-identical to the original)."""
+def chat_template(family: str = "qwen2_vl") -> str:
+    """The family's own chat template, as carried by TRL's wheel (byte-identical to the checkpoints')."""
     from importlib.resources import files
 
-    return (files("trl") / "chat_templates" / "qwen2_5_vl.jinja").read_text(encoding="utf-8")
+    return (files("trl") / "chat_templates" / CHAT_TEMPLATES[family]).read_text(encoding="utf-8")
 
 
-def build_tiny_model(
-    out_dir: str | os.PathLike[str], *, seed: int = 0, config: TinyModelConfig | None = None
-) -> Path:
-    """Write a tiny Qwen2-VL checkpoint (model, tokenizer, processor) to ``out_dir`` and return its path.
+def model_config(family: str, spec: Preset, tok: Any) -> Any:
+    """The family's transformers config for ``spec``, with the tokenizer's special-token ids."""
+    import transformers
 
-    The folder is built under a temporary name and renamed into place, so an interrupted build leaves nothing.
-    """
-    from differad_cli.models.load import image_only_processor_class, quiet_accelerator_probe
-
-    quiet_accelerator_probe()
-    import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    cfg = config or TinyModelConfig()
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BadInput(f"output folder exists and is not empty: {out}")
-    tok = build_tokenizer(cfg.vocab_size)
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    head_dim = cfg.hidden_size // cfg.num_attention_heads
-    half = head_dim // 2
-    mrope = [half - 2 * (half // 4), half // 4, half // 4]  # sums to half the head dimension
-    model_cfg = Qwen2VLConfig(
-        text_config={
-            "vocab_size": len(tok),
-            "hidden_size": cfg.hidden_size,
-            "intermediate_size": cfg.intermediate_size,
-            "num_hidden_layers": cfg.num_hidden_layers,
-            "num_attention_heads": cfg.num_attention_heads,
-            "num_key_value_heads": cfg.num_key_value_heads,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={
-            "depth": cfg.vision_depth,
-            "embed_dim": cfg.vision_embed_dim,
-            "hidden_size": cfg.hidden_size,
-            "num_heads": cfg.vision_heads,
-            "mlp_ratio": 2,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
+    config_cls = getattr(transformers, MODEL_CLASSES[family][0])
+    text = {
+        **spec.text,
+        "vocab_size": spec.vocab_size or len(tok),
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+    return config_cls(
+        text_config=text,
+        vision_config=dict(spec.vision),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
+        tie_word_embeddings=spec.tie_word_embeddings,
     )
+
+
+def count_parameters(family: str, name: str = "real") -> int:
+    """Parameters of a preset's model, counted on the meta device (no memory, no initialization)."""
+    import torch
+    import transformers
+
+    spec = preset(family, name)
+    tok = build_tokenizer(family=family)
+    with torch.device("meta"):
+        model = getattr(transformers, MODEL_CLASSES[family][1])(model_config(family, spec, tok))
+    return sum(p.numel() for p in model.parameters())  # tied embeddings are one parameter, counted once
+
+
+@dataclass
+class TinyModelOptions:
+    """Options of `differad tiny-model` (the output folder is its argument)."""
+
+    family: str = field(
+        default="qwen2_vl", metadata={"help": "qwen2_vl | qwen2_5_vl | qwen3_vl (architecture + processor)."}
+    )
+    preset: str = field(
+        default="tiny",
+        metadata={
+            "help": "tiny (~0.1M parameters, CPU seconds) | real (the family's smallest published "
+            "architecture: Qwen2-VL-2B, Qwen2.5-VL-3B, Qwen3-VL-2B; random weights)."
+        },
+    )
+    dtype: str | None = field(
+        default=None, metadata={"help": "fp32 | bf16: saved weights (default: fp32 tiny, bf16 real)."}
+    )
+    device: str = field(default="cpu", metadata={"help": "cpu | cuda: where the random initialization runs."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
+
+
+def build_tiny_model(
+    out_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    family: str = "qwen2_vl",
+    preset_name: str = "tiny",
+    dtype: str | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Write a random checkpoint of ``family`` at ``preset_name`` size (model, tokenizer, processor) to
+    ``out_dir`` and return its path. ``dtype`` (fp32 | bf16) is what is saved: fp32 for tiny, bf16 for real
+    unless given; ``device`` is where the random initialization runs (real size initializes much faster on a
+    GPU). The folder is built under a temporary name and renamed into place, so an interrupted build leaves
+    nothing.
+    """
+    from differad_cli.models.load import image_only_processor_class, quiet_accelerator_probe
+
+    spec = preset(family, preset_name)
+    dtype = dtype or ("fp32" if preset_name == "tiny" else "bf16")
+    if dtype not in SAVE_DTYPES:
+        raise BadInput(f"unknown --dtype '{dtype}' (choose from: {', '.join(SAVE_DTYPES)})")
+    if device not in ("cpu", "cuda"):
+        raise BadInput(f"unknown --device '{device}' (choose from: cpu, cuda)")
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(f"output folder exists and is not empty: {out}")
+    quiet_accelerator_probe()
+    import torch
+    import transformers
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda: no CUDA device is available here")
+    tok = build_tokenizer(family=family)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    model_cls = getattr(transformers, MODEL_CLASSES[family][1])
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(model_cfg).eval()
+    if device == "cuda":
+        torch.cuda.manual_seed_all(seed)
+    with torch.device(device):
+        model = model_cls._from_config(
+            model_config(family, spec, tok), dtype=getattr(torch, SAVE_DTYPES[dtype])
+        ).eval()
     gen = model.generation_config
     gen.bos_token_id = ids["<|endoftext|>"]
     gen.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     gen.pad_token_id = ids["<|endoftext|>"]
     image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=cfg.min_pixels,
-        max_pixels=cfg.max_pixels,
-        size={"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels},
+        min_pixels=spec.min_pixels,
+        max_pixels=spec.max_pixels,
+        size={"shortest_edge": spec.min_pixels, "longest_edge": spec.max_pixels},
+        patch_size=spec.patch_size,
+        image_mean=list(spec.image_mean),
+        image_std=list(spec.image_std),
     )
-    processor = image_only_processor_class("qwen2_vl")(
+    processor = image_only_processor_class(family)(
         image_processor=image_processor, tokenizer=tok, chat_template=tok.chat_template
     )
 

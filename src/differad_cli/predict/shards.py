@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from differad_cli.core import console
 from differad_cli.core.errors import BadInput
@@ -35,25 +37,40 @@ def _finished(path: Path, ids: list[str]) -> bool:
 
 
 def _worker(
-    pairs_path: str, out: str, opts: PredictOptions, k: int, n: int, resume: bool, chunk: int, verbosity: int
+    predict: Callable[..., Any],
+    pairs_path: str,
+    out: str,
+    opts: PredictOptions,
+    k: int,
+    n: int,
+    resume: bool,
+    chunk: int,
+    verbosity: int,
 ) -> None:
-    """One shard, in a fresh (spawned) process: its own device, its share of the CPU threads."""
+    """One shard, in a fresh (spawned) process: its own device, its share of the CPU threads. ``predict`` is
+    the runner's batch function (passed in, so this module does not import the runner back)."""
     import torch
 
     console.set_verbosity(verbosity)
-    from differad_cli.predict.run import predict_file
-
     if opts.device is None and torch.cuda.is_available() and torch.cuda.device_count() >= n:
         opts = dataclasses.replace(opts, device=f"cuda:{k}")
     elif opts.device in (None, "cpu") and not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
-    predict_file(pairs_path, out, opts, resume=resume, chunk=chunk, shard=(k, n))
+    predict(pairs_path, out, opts, resume=resume, chunk=chunk, shard=(k, n))
 
 
 def predict_sharded(
-    pairs_path: Path, out: Path, opts: PredictOptions, pairs: list[Pair], *, resume: bool, chunk: int
+    predict: Callable[..., Any],
+    pairs_path: Path,
+    out: Path,
+    opts: PredictOptions,
+    pairs: list[Pair],
+    *,
+    resume: bool,
+    chunk: int,
 ) -> list[Prediction]:
-    """Run ``opts.num_processes`` shard processes, then merge their predictions into ``out``."""
+    """Run ``opts.num_processes`` shard processes of ``predict`` (the runner's batch function, called with
+    ``shard=(k, n)``), then merge their predictions into ``out``."""
     if resolve_backend(opts) == "openai":
         raise BadInput("--num-processes is for local backends; the openai backend scales with --concurrency")
     n = max(1, min(opts.num_processes, len(pairs)))
@@ -66,7 +83,7 @@ def predict_sharded(
             continue
         if not resume:
             path.unlink(missing_ok=True)
-        args = (str(pairs_path), str(path), opts, k, n, resume, chunk, console.verbosity())
+        args = (predict, str(pairs_path), str(path), opts, k, n, resume, chunk, console.verbosity())
         procs[k] = ctx.Process(target=_worker, args=args, name=f"differad-shard-{k}")
         procs[k].start()
     failed = []

@@ -67,6 +67,7 @@ def setup(
     pairs = validate_pairs(cfg.pairs)
     eval_pairs = validate_pairs(cfg.eval_pairs, what="--eval-pairs") if cfg.eval_pairs else None
     model_path, family = check_model_path(cfg.model)
+    check_recipe_family(cfg, recipe, model_path, family)
     checkpoint = resume_checkpoint(output_dir, cfg.resume)
     run = Setup(cfg, args, pairs, eval_pairs, model_path, family, checkpoint)
     run.model, run.processor = load_trainable(model_path, cfg, args, checkpoint)
@@ -109,6 +110,27 @@ def check_model_path(path: str | None) -> tuple[Path, str]:
         )
     p = Path(path).resolve()
     return p, model_family(p)
+
+
+def check_recipe_family(
+    cfg: Any, recipe: str | os.PathLike[str] | None, model_path: Path, family: str
+) -> None:
+    """A recipe written for one family refuses another family's checkpoint: its learning rate, LoRA targets
+    and batch sizes were chosen for that model. The recipe's ``family`` key decides; without one, the family
+    its own ``model`` path spells out (e.g. /models/Qwen2.5-VL-3B-Instruct), if any."""
+    from differad_cli.core.coords import check_family, family_from_name
+    from differad_cli.train.configs import load_recipe
+
+    if cfg.family is not None:
+        expected, why = check_family(cfg.family), f"family: {cfg.family}"
+    else:
+        named = load_recipe(recipe).get("model") if recipe is not None else None
+        expected, why = (family_from_name(named), f"model: {named}") if isinstance(named, str) else (None, "")
+    if expected is not None and expected != family:
+        raise BadInput(
+            f"recipe {recipe} is written for {expected} ({why}) but {model_path} is a {family} checkpoint; "
+            f"use a {family} recipe (recipes/README.md) or recipes/tiny_cpu for the tiny models"
+        )
 
 
 def check_template(name: str) -> str:

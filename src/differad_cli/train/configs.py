@@ -29,6 +29,12 @@ class TrainConfig:
 
     pairs: str | None = field(default=None, metadata=_h("Training pairs (pairs.jsonl)."))
     model: str | None = field(default=None, metadata=_h("Model folder: checkpoint or LoRA adapter."))
+    family: str | None = field(
+        default=None,
+        metadata=_h(
+            "Family the recipe is written for (qwen2_vl | qwen2_5_vl | qwen3_vl): another is refused."
+        ),
+    )
     template: str = field(default="differad", metadata=_h("Prompt template: differad | baseline | staged."))
     paraphrase: bool = field(
         default=True,
