@@ -120,11 +120,13 @@ def profile(args: argparse.Namespace) -> Profile:
         size=args.size, families=[f.strip() for f in families if f.strip()],
         train_n=64 if real else 16, train_px=448 if real else 64,
         predict_n=48 if real else 32, predict_px=800 if real else 128,
-        batch1_n=32, batch_size=16,
-        cold_steps=args.cold_steps or (10 if real else 3), rl_steps=args.rl_steps or (5 if real else 3),
+        batch1_n=24 if real else 32, batch_size=16,
+        # sized from the first H100 run (2026-11-27): cold ~50 s load + 14 s/step, GRPO ~50 s load + ~27 s per
+        # step without resampling (random weights: every group resampled twice, ~3x that)
+        cold_steps=args.cold_steps or (5 if real else 3), rl_steps=args.rl_steps or (2 if real else 3),
         predict_max_new_tokens=args.predict_max_new_tokens or (32 if real else 8),
         accelerate_config=accel or None, grad_accum=None if real else 1,
-        budget_s=args.budget_s or (470.0 if real else 600.0),
+        budget_s=args.budget_s or (500.0 if real else 600.0),
         # the tiny CPU rehearsal: fp32 (TRL refuses bf16 without a GPU), one micro-batch per step
         extra_train_args=[] if real else ["--precision", "fp32"],
         limits=REAL_LIMITS if real else TINY_LIMITS,
@@ -677,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rl-steps", type=int, default=None)
     ap.add_argument("--predict-max-new-tokens", type=int, default=None)
     ap.add_argument("--accelerate-config", default=None, help="'' for none (default: zero2.yaml when real)")
-    ap.add_argument("--budget-s", type=float, default=None, help="overall deadline (real: 470 s)")
+    ap.add_argument("--budget-s", type=float, default=None, help="overall deadline (real: 500 s)")
     ap.add_argument("--work", type=Path, default=None, help="models, data and runs (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args(argv)
