@@ -91,25 +91,30 @@ def test_tiny_model_is_the_family_architecture_and_loads_with_plain_transformers
     assert out.shape[1] > inputs["input_ids"].shape[1]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_real_presets_have_the_published_architecture(family: str) -> None:
-    """Config-only: the real preset's keys are the family's config fields (a typo would be silently kept) and
-    the parameter count, on the meta device, is the published one within 1%."""
+REAL_SIZES = [(f, "real") for f in FAMILIES] + [("qwen2_5_vl", "7b"), ("qwen3_vl", "8b")]
+
+
+@pytest.mark.parametrize(("family", "size"), REAL_SIZES)
+def test_real_presets_have_the_published_architecture(family: str, size: str) -> None:
+    """Config-only: a real-size preset's keys are the family's config fields (a typo would be silently kept)
+    and the parameter count, on the meta device, is the published one within 1% (the 7B/8B presets are what
+    the 7B/8B recipes are sized for)."""
     import dataclasses
 
     import transformers
 
     from differad_cli.models.tiny import build_tokenizer, count_parameters, model_config
 
-    spec = FAMILY_PRESETS[family]["real"]
+    spec = FAMILY_PRESETS[family][size]
     cfg = model_config(family, spec, build_tokenizer(family=family))
     for sub, keys in (("text_config", spec.text), ("vision_config", spec.vision)):
         fields = {f.name for f in dataclasses.fields(type(getattr(cfg, sub)))}
         assert set(keys) <= fields, set(keys) - fields
-    assert cfg.text_config.vocab_size == 151936 and cfg.tie_word_embeddings
+    assert cfg.text_config.vocab_size == spec.vocab_size
+    assert cfg.tie_word_embeddings == (size == "real")  # the small checkpoints tie, the 7B/8B do not
     assert type(cfg) is getattr(transformers, MODEL_CLASSES[family][0])
     assert spec.patch_size == cfg.vision_config.patch_size == PATCH[family]
-    n = count_parameters(family, "real")
+    n = count_parameters(family, size)
     assert abs(n - spec.published_params) / spec.published_params < 0.01, n
 
 

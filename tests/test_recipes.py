@@ -16,7 +16,10 @@ MODEL_RECIPES = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "
 
 def test_recipe_set_is_complete() -> None:
     folders = {p.parent.name for p in MODEL_RECIPES}
-    assert {"qwen2_vl_7b_univg", "qwen2_vl_2b", "qwen2_5_vl_3b_lora", "qwen3_vl_2b", "tiny_cpu"} <= folders
+    assert {
+        "qwen2_vl_7b_univg", "qwen2_vl_2b", "qwen2_5_vl_3b_lora", "qwen3_vl_2b", "tiny_cpu",
+        "qwen2_5_vl_7b_lora", "qwen2_5_vl_7b_full", "qwen3_vl_8b_lora", "qwen3_vl_8b_full",
+    } <= folders  # fmt: skip
     for folder in folders:
         assert {p.name for p in (RECIPES / folder).glob("*.yaml")} == {"cold.yaml", "grpo.yaml"}
     assert {"zero2.yaml", "zero3.yaml"} <= {p.name for p in (RECIPES / "accelerate").glob("*.yaml")}
@@ -33,6 +36,21 @@ def test_every_recipe_builds_its_configs(recipe: Path, tmp_path: Path) -> None:
         assert args.num_generations == 8 or recipe.parent.name == "tiny_cpu"
         assert args.temperature == 0.9
         assert args.generation_batch_size % args.num_generations == 0
+
+
+@pytest.mark.parametrize("recipe", MODEL_RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recipe_family_matches_its_model_and_launch(recipe: Path) -> None:
+    """A recipe's family is the one its model name spells; a full fine-tuning recipe shards with ZeRO-3."""
+    from differad_cli.core.coords import family_from_name
+
+    rec = load_recipe(recipe)
+    if "family" in rec:
+        assert family_from_name(rec["model"]) in (rec["family"], None), rec["model"]
+    if recipe.parent.name.endswith("_full"):
+        assert rec["accelerate_config"].endswith("zero3.yaml") and rec["num_processes"] >= 4
+        assert not rec.get("lora")
+    if recipe.parent.name.endswith("_lora"):
+        assert rec["lora"] is True
 
 
 def test_paper_recipe_matches_the_paper(tmp_path: Path) -> None:

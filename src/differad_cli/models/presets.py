@@ -12,7 +12,7 @@ from typing import Any
 from differad_cli.core.coords import FAMILIES
 from differad_cli.core.errors import BadInput
 
-PRESETS: tuple[str, ...] = ("tiny", "real")
+PRESETS: tuple[str, ...] = ("tiny", "real", "7b", "8b")  # 7b: Qwen2.5-VL only; 8b: Qwen3-VL only
 
 
 # transformers class names per family: (config, model).
@@ -125,6 +125,20 @@ FAMILY_PRESETS: dict[str, dict[str, Preset]] = {
             patch_size=14, min_pixels=3136, max_pixels=12845056, tie_word_embeddings=True,
             vocab_size=151936, published_params=3_750_000_000,
         ),
+        # Qwen2.5-VL-7B-Instruct (config.json): the recipes qwen2_5_vl_7b_{lora,full} are sized for it
+        "7b": Preset(
+            text={"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                  "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 128000,
+                  "rms_norm_eps": 1e-6, "hidden_act": "silu",
+                  "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
+                                      "mrope_section": [16, 24, 24]}},
+            vision={"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+                    "out_hidden_size": 3584, "hidden_act": "silu", "patch_size": 14, "spatial_merge_size": 2,
+                    "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+                    "tokens_per_second": 2},
+            patch_size=14, min_pixels=3136, max_pixels=12845056, tie_word_embeddings=False,
+            vocab_size=152064, published_params=8_290_000_000,
+        ),
     },
     "qwen3_vl": {
         "tiny": Preset(
@@ -152,6 +166,20 @@ FAMILY_PRESETS: dict[str, dict[str, Preset]] = {
             patch_size=16, min_pixels=65536, max_pixels=16777216, tie_word_embeddings=True,
             vocab_size=151936, published_params=2_130_000_000,
         ),
+        # Qwen3-VL-8B-Instruct (config.json): the recipes qwen3_vl_8b_{lora,full} are sized for it
+        "8b": Preset(
+            text={"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
+                  "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+                  "max_position_embeddings": 262144, "rms_norm_eps": 1e-6, "hidden_act": "silu",
+                  "rope_parameters": {"rope_type": "default", "rope_theta": 5000000.0,
+                                      "mrope_section": [24, 20, 20], "mrope_interleaved": True}},
+            vision={"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
+                    "out_hidden_size": 4096, "hidden_act": "gelu_pytorch_tanh", "patch_size": 16,
+                    "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 2304,
+                    "deepstack_visual_indexes": [8, 16, 24]},
+            patch_size=16, min_pixels=65536, max_pixels=16777216, tie_word_embeddings=False,
+            vocab_size=151936, published_params=8_770_000_000,
+        ),
     },
 }  # fmt: skip
 
@@ -161,5 +189,6 @@ def preset(family: str, name: str = "tiny") -> Preset:
     if family not in FAMILY_PRESETS:
         raise BadInput(f"unknown model family '{family}' (choose from: {', '.join(FAMILIES)})")
     if name not in FAMILY_PRESETS[family]:
-        raise BadInput(f"unknown preset '{name}' (choose from: {', '.join(PRESETS)})")
+        known = ", ".join(FAMILY_PRESETS[family])
+        raise BadInput(f"unknown preset '{name}' for {family} (choose from: {known})")
     return FAMILY_PRESETS[family][name]

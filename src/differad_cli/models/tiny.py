@@ -182,7 +182,8 @@ class TinyModelOptions:
         default="tiny",
         metadata={
             "help": "tiny (~0.1M parameters, CPU seconds) | real (the family's smallest published "
-            "architecture: Qwen2-VL-2B, Qwen2.5-VL-3B, Qwen3-VL-2B; random weights)."
+            "architecture: Qwen2-VL-2B, Qwen2.5-VL-3B, Qwen3-VL-2B; random weights) | 7b (Qwen2.5-VL-7B) | "
+            "8b (Qwen3-VL-8B)."
         },
     )
     dtype: str | None = field(
