@@ -284,6 +284,15 @@ def build_configs(
         mode = trl_values.get("vllm_mode", "colocate")
         if mode not in ("colocate", "server"):
             raise BadInput(f"vllm_mode must be colocate or server, got {mode!r}")
+        processes = max(cfg.num_processes, int(os.environ.get("WORLD_SIZE", "1")))
+        if kind == "rl" and mode == "server" and cfg.max_resample > 0 and processes > 1:
+            # TRL's server client asks for G completions per unique prompt of the gathered rows; regenerating
+            # part of the groups from several processes (padded to equal counts) breaks that layout
+            raise BadInput(
+                "vllm_mode server with resampling needs one training process (TRL's vLLM server client "
+                "generates G completions per unique prompt); use --max-resample 0, vllm_mode colocate, "
+                "or --num-processes 1"
+            )
     try:
         trl_cfg = trl_cls(**trl_values)
     except (TypeError, ValueError) as e:
