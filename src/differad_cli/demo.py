@@ -181,7 +181,7 @@ def _one_prediction(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, 
         assert pair is not None, "synthetic test set without an anomalous pair"
         result = predict_one(pair.ref, pair.tgt, PredictOptions(backend="diff", seed=cfg.seed))
         paths["overlay"].parent.mkdir(parents=True, exist_ok=True)
-        write_overlay(paths["overlay"], pair.ref, pair.tgt, result["box"] if result["valid"] else None)
+        write_overlay(paths["overlay"], result, gt_box=list(pair.box))
         result["gt_box"] = list(pair.box)
         write_jsonl(paths["predict_json"], [result])
 

@@ -73,8 +73,7 @@ def predict_cmd(
         raise BadInput("--out is for batch mode (--pairs); use --json or --overlay for one pair")
     result = predict_one(ref, tgt, opts)
     if overlay is not None:
-        caption = "normal" if not result["label"] else "anomalous"
-        write_overlay(overlay, ref, tgt, result["box"] if result["valid"] else None, caption=caption)
+        write_overlay(overlay, result)
     print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))
 
 

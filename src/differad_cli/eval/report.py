@@ -96,6 +96,18 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, [text.rstrip("\n")])
 
 
+def outcome(anomalous: bool, missing: bool, valid: bool, iou: float, pred: object) -> str:
+    """How one sample went, in words (the scoring rules of docs/formats.md)."""
+    if missing:
+        return "no prediction"
+    if not valid:
+        return "invalid answer"
+    flagged = pred is not None and any(pred)
+    if not anomalous:
+        return "normal, false alarm" if flagged else "normal, correct"
+    return f"anomalous, IoU {iou:.2f}" if flagged else "anomalous, missed"
+
+
 def write_pictures(pairs: list[Pair], s: SampleScores, out_dir: Path, n_worst: int) -> list[str]:
     """Overlays of the ``n_worst`` lowest-scoring samples and the IoU histogram; returns the files written."""
     from differad_cli.core.images import load_rgb, save_png
@@ -111,13 +123,13 @@ def write_pictures(pairs: list[Pair], s: SampleScores, out_dir: Path, n_worst: i
     for rank, i in enumerate(order.tolist(), start=1):
         pair = pairs[i]
         pred = None if not s.valid[i] else tuple(int(v) for v in s.pred_box[i])
-        state = "missing" if s.missing[i] else "invalid" if not s.valid[i] else f"score {s.score[i]:.2f}"
+        state = outcome(bool(s.label[i]), bool(s.missing[i]), bool(s.valid[i]), float(s.iou[i]), pred)
         try:
             ref, tgt = load_rgb(pair.ref), load_rgb(pair.tgt)
         except ImageError as e:
             console.warn(f"overlay for {pair.id} skipped: {e}")
             continue
-        caption = f"{pair.id} [{pair.category}] label {pair.label} {state} (green gt, red pred)"
+        caption = f"{pair.id} [{pair.category}]: {state}"
         name = f"overlays/{rank:03d}_{_safe_name(pair.id)}.png"
         save_png(out_dir / name, draw_overlay(ref, tgt, pair.box, pred, caption=caption))
         written.append(name)

@@ -109,19 +109,21 @@ def human_line(result: dict[str, Any]) -> str:
     return f"normal: no anomaly found{why}"
 
 
-def write_overlay(out: str | os.PathLike[str], ref: str | os.PathLike[str], tgt: str | os.PathLike[str],
-                  box: list[int] | None, caption: str = "") -> None:  # fmt: skip
-    """Reference beside target with the predicted box drawn (PNG, written atomically)."""
+def write_overlay(
+    out: str | os.PathLike[str], result: dict[str, Any], gt_box: list[int] | None = None
+) -> None:
+    """The picture of one prediction (``predict_one``'s result): reference | target with the predicted box
+    (and the ground truth when known), the verdict and explanation as caption (PNG, written atomically)."""
     from differad_cli.core.images import save_png
-
-    r, t = load_pair_images(ref, tgt)
-    pred = None if box is None or box == list(ZERO_BOX) else tuple(box)
     from differad_cli.core.overlays import draw_overlay
 
-    img = draw_overlay(r, t, None, pred, caption=caption)
+    r, t = load_pair_images(result["ref"], result["tgt"])
+    pred = tuple(result["box"]) if result["valid"] else None
+    verdict = "invalid answer" if not result["valid"] else "anomalous" if result["label"] else "normal"
+    why = explanation(result.get("text"))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_png(out, img)
+    save_png(out, draw_overlay(r, t, gt_box, pred, caption=f"{verdict}" + (f": {why}" if why else "")))
 
 
 # ---------------------------------------------------------------------------------------------- batch
