@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from differad_cli import __version__
-from differad_cli.cli import demo, evaluate, pair, predict, synth, tiny_model, train
+from differad_cli.cli import compare, demo, evaluate, pair, predict, synth, tiny_model, train
 from differad_cli.cli.options import register
 from differad_cli.core import console
 from differad_cli.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
@@ -60,7 +60,7 @@ def _root(
     console.set_verbosity(console.QUIET if quiet else console.VERBOSE if verbose else console.NORMAL)
 
 
-for _module in (synth, pair, tiny_model, train, evaluate, predict, demo):
+for _module in (synth, pair, tiny_model, train, predict, evaluate, compare, demo):
     register(app, _module.COMMANDS)
 
 

@@ -118,8 +118,11 @@ def write_pictures(pairs: list[Pair], s: SampleScores, out_dir: Path, n_worst: i
     save_png(out_dir / "iou_hist.png", hist)
     written.append("iou_hist.png")
     order = np.lexsort((np.arange(len(pairs)), s.score))[:n_worst]
+    folder = out_dir / "overlays"
+    for stale in folder.glob("[0-9][0-9][0-9]_*.png") if folder.is_dir() else ():
+        stale.unlink()  # an earlier eval's pictures here (ours by name): report.md lists only the new
     if len(order):
-        (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     for rank, i in enumerate(order.tolist(), start=1):
         pair = pairs[i]
         pred = None if not s.valid[i] else tuple(int(v) for v in s.pred_box[i])

@@ -3,6 +3,7 @@ report.md (and pictures)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -60,6 +61,14 @@ def _sample_rows(pairs: list[Pair], s: SampleScores) -> Iterable[dict]:
         }
 
 
+def pairs_fingerprint(pairs: Sequence[Pair]) -> str:
+    """What a score is about: the pair ids with their ground truth. Runs compare only on the same pairs."""
+    h = hashlib.sha256()
+    for p in sorted(pairs, key=lambda p: p.id):
+        h.update(json.dumps([p.id, list(p.box), p.label, p.category, p.subset]).encode())
+    return h.hexdigest()[:16]
+
+
 def evaluate(
     pairs: list[Pair],
     preds: Iterable[Prediction] | Mapping[str, Prediction],
@@ -80,6 +89,7 @@ def evaluate(
     by_id = check_predictions(pairs, preds)
     s = sample_scores(pairs, by_id)
     metrics = score_samples(s, pairs, iou_threshold=iou_threshold)
+    metrics["pairs_fingerprint"] = pairs_fingerprint(pairs)
     if extra:
         metrics.update(extra)
     pictures = write_pictures(pairs, s, out, overlays) if overlays > 0 else []
