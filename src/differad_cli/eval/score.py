@@ -79,7 +79,8 @@ def evaluate(
     notes: Sequence[str] = (),
     extra: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Score, then write metrics.json, scores.jsonl, report.md (and pictures when ``overlays`` > 0)."""
+    """Score, then write metrics.json, scores.jsonl, report.md, report.html (and pictures when
+    ``overlays`` > 0)."""
     if not 0.0 < iou_threshold <= 1.0:
         raise BadInput(f"--iou-threshold must be in (0, 1], got {iou_threshold}")
     if not pairs:
@@ -99,4 +100,7 @@ def evaluate(
     if pictures:
         report += "\n## Pictures\n\n" + "\n".join(f"![{p}]({p})" for p in pictures) + "\n"
     write_text(out / "report.md", report)
+    from differad_cli.eval.html import write_html  # cv2 pictures: imported when a report is written
+
+    write_html(out / "report.html", metrics, pairs, s, by_id, notes=notes, n_worst=overlays)
     return metrics
