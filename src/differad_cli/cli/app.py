@@ -34,12 +34,17 @@ app = typer.Typer(
     name="differad",
     cls=_Group,
     help="Reference-guided industrial anomaly localization with vision-language models (DifferAD-R1).\n\n"
-    "Exit codes: 0 success, 1 failure, 2 bad input or usage.",
+    "Exit codes: 0 success, 1 failure, 2 bad input or usage.\n\n"
+    "Examples:\n\n\b\n"
+    "  $ differad predict ref.png tgt.png\n"
+    "  $ differad synth --out data/train --n 64 --size 128\n"
+    "  $ differad eval --pairs data/test/pairs.jsonl --backend diff --out runs/eval-diff\n"
+    "  $ differad compare runs/eval-diff runs/eval-rl",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 160},
 )
 
 

@@ -14,7 +14,9 @@ from differad_cli.eval.compare import CompareConfig
 @config_options(CompareConfig)
 def compare_cmd(
     cfg: CompareConfig,
-    runs: Annotated[list[Path], typer.Argument(help="Eval folders (or their metrics.json files).")],
+    runs: Annotated[
+        list[Path], typer.Argument(help="Eval folders (or their metrics.json files).", metavar="RUN")
+    ],
 ) -> None:
     """Compare eval runs side by side: one row per run, the metrics as columns, the best per column marked
     (terminal table, --md, --csv or --json). Runs scored on different pairs are refused."""

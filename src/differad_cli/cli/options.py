@@ -36,7 +36,8 @@ def apply_verbosity(quiet: bool, verbose: bool) -> None:
 
 def example(*lines: str) -> str:
     """An 'Examples' epilog for --help."""
-    return "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
+    # "\b": click does not rewrap the paragraph after it, so examples stay whole lines at any terminal width
+    return "Examples:\n\n\b\n" + "\n".join(f"  $ {line}" for line in lines)
 
 
 def _strip_optional(tp: Any) -> tuple[Any, bool]:

@@ -43,8 +43,12 @@ A reference of another size than the target is resized to it (with a warning).""
 @config_options(PredictOptions)
 def predict_cmd(
     opts: PredictOptions,
-    ref: Annotated[Path | None, typer.Argument(help="Normal reference image.", show_default=False)] = None,
-    tgt: Annotated[Path | None, typer.Argument(help="Target image to inspect.", show_default=False)] = None,
+    ref: Annotated[
+        Path | None, typer.Argument(help="Normal reference image.", show_default=False, metavar="REF")
+    ] = None,
+    tgt: Annotated[
+        Path | None, typer.Argument(help="Target image to inspect.", show_default=False, metavar="TGT")
+    ] = None,
     pairs: Annotated[Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Batch mode: prediction records output.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,

@@ -15,7 +15,9 @@ from differad_cli.models.tiny import TinyModelOptions
 @config_options(TinyModelOptions)
 def tiny_model(
     opts: TinyModelOptions,
-    out: Annotated[Path, typer.Argument(help="Folder to create (must not exist or be empty).")],
+    out: Annotated[
+        Path, typer.Argument(help="Folder to create (must not exist or be empty).", metavar="OUT")
+    ],
 ) -> None:
     """Build a random Qwen-VL of the chosen family offline: no download; the tiny preset runs on a CPU."""
     from differad_cli.core import console
