@@ -223,6 +223,21 @@ def split_options(
     return mine, theirs
 
 
+def _activation_checkpointing(trl_cls: type, values: dict[str, Any]) -> None:
+    """transformers >= 5.24 renamed ``gradient_checkpointing*`` to ``activation_checkpointing*`` and warns on
+    the old names (TRL still defaults the old one): pass the new names where they exist; older versions (the
+    GPU machine's 5.17) keep the old ones. Users and recipes keep saying ``gradient_checkpointing``."""
+    fields = {f.name: f for f in dataclasses.fields(trl_cls)}
+    for old, new in (
+        ("gradient_checkpointing", "activation_checkpointing"),
+        ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"),
+    ):
+        if new in fields and values.get(new) is None:
+            value = values.pop(old, fields[old].default)
+            if value is not None and value is not dataclasses.MISSING:
+                values[new] = value
+
+
 def build_configs(
     kind: str, *, recipe: str | os.PathLike[str] | None, cli: dict[str, Any], output_dir: str
 ) -> tuple[TrainConfig, Any]:
@@ -293,6 +308,7 @@ def build_configs(
                 "generates G completions per unique prompt); use --max-resample 0, vllm_mode colocate, "
                 "or --num-processes 1"
             )
+    _activation_checkpointing(trl_cls, trl_values)
     try:
         trl_cfg = trl_cls(**trl_values)
     except (TypeError, ValueError) as e:
