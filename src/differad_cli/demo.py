@@ -220,7 +220,7 @@ METRIC_ROWS = (
 
 
 def side_by_side(metrics: dict[str, dict[str, Any]]) -> str:
-    """The overall metrics of each run as columns of one table."""
+    """The overall metrics of each run as columns of one table (`differad compare` prints runs as rows)."""
     names = list(metrics)
     width = max(len(label) for label, _ in METRIC_ROWS)
     lines = [f"{'metric':<{width}}  " + "  ".join(f"{n:>10}" for n in names)]
@@ -230,9 +230,14 @@ def side_by_side(metrics: dict[str, dict[str, Any]]) -> str:
         cells = []
         for name in names:
             v = metrics[name]["overall"].get(key)
-            cells.append(f"{'-':>10}" if v is None else f"{v:>10d}" if isinstance(v, int) else f"{v:>10.3f}")
+            cells.append(
+                f"{'-':>10}" if v is None else f"{v:>10d}" if isinstance(v, int) else f"{100 * v:>10.2f}"
+            )
         lines.append(f"{label:<{width}}  " + "  ".join(cells))
-    lines.append(f"({n['n']} held-out pairs: {n['n_ano']} anomalous, {n['n_nor']} normal)")
+    lines.append(
+        f"(ratios in %, as in every differad table; {n['n']} held-out pairs: {n['n_ano']} anomalous, "
+        f"{n['n_nor']} normal)"
+    )
     return "\n".join(lines)
 
 
