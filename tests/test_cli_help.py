@@ -31,6 +31,6 @@ def test_top_level_help_has_examples_and_every_command() -> None:
 
 
 def test_argument_names_are_readable() -> None:
-    for args, usage in ((["tiny-model"], "{OUT}"), (["predict"], "[REF] [TGT]"), (["compare"], "{RUN}...")):
+    for args, usage in ((["tiny-model"], "{OUT}"), (["predict"], "[IMAGE]..."), (["compare"], "{RUN}...")):
         res = runner.invoke(app_module.app, [*args, "--help"])
         assert usage in res.output.splitlines()[0], res.output.splitlines()[0]

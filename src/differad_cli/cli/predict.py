@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from differad_cli.cli.options import Command, config_options
-from differad_cli.predict.config import PredictOptions
+from differad_cli.predict.config import LineOptions, PredictOptions
 
 HELP = """Say whether TGT has a defect compared with the normal reference REF, and where (one box).
 
@@ -40,14 +40,13 @@ Backends:
 A reference of another size than the target is resized to it (with a warning)."""
 
 
-@config_options(PredictOptions)
+@config_options(PredictOptions, LineOptions)
 def predict_cmd(
     opts: PredictOptions,
-    ref: Annotated[
-        Path | None, typer.Argument(help="Normal reference image.", show_default=False, metavar="REF")
-    ] = None,
-    tgt: Annotated[
-        Path | None, typer.Argument(help="Target image to inspect.", show_default=False, metavar="TGT")
+    line: LineOptions,
+    images: Annotated[
+        list[Path] | None,
+        typer.Argument(help="REF TGT, or with --ref: the targets.", show_default=False, metavar="IMAGE"),
     ] = None,
     pairs: Annotated[Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Batch mode: prediction records output.")] = None,
@@ -62,8 +61,12 @@ def predict_cmd(
     from differad_cli.core.errors import BadInput
     from differad_cli.predict.run import human_line, predict_file, predict_one, write_overlay
 
+    images = list(images or [])
+    if line.ref is not None or line.targets is not None or line.watch is not None:
+        _line_mode(opts, line, images, pairs is not None or out is not None or overlay is not None)
+        return
     if pairs is not None:
-        if ref is not None or tgt is not None:
+        if images:
             raise BadInput("give either REF TGT or --pairs P.jsonl --out PRED.jsonl, not both")
         if out is None:
             raise BadInput("--pairs needs --out PRED.jsonl")
@@ -71,14 +74,37 @@ def predict_cmd(
             raise BadInput("--json and --overlay apply to one pair (REF TGT), not to --pairs")
         predict_file(pairs, out, opts, resume=resume)
         return
-    if ref is None or tgt is None:
-        raise BadInput("give REF and TGT images, or --pairs P.jsonl --out PRED.jsonl (see --help)")
+    if len(images) != 2:
+        raise BadInput(
+            "give REF and TGT images, --ref GOLDEN TARGET... (line mode), or --pairs P.jsonl --out PRED.jsonl"
+        )
     if out is not None:
         raise BadInput("--out is for batch mode (--pairs); use --json or --overlay for one pair")
-    result = predict_one(ref, tgt, opts)
+    result = predict_one(images[0], images[1], opts)
     if overlay is not None:
         write_overlay(overlay, result)
     print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))
+
+
+def _line_mode(opts: PredictOptions, line: LineOptions, targets: list[Path], batch_flags: bool) -> None:
+    """--ref GOLDEN with targets from the arguments, --targets and/or --watch: JSONL answers on stdout."""
+    import itertools
+
+    from differad_cli.core import console
+    from differad_cli.core.errors import BadInput
+    from differad_cli.predict.line import print_json_line, run_line, targets_from, watch_folder
+
+    if line.ref is None:
+        raise BadInput("--targets and --watch need --ref GOLDEN (the reference for every target)")
+    if batch_flags:
+        raise BadInput("--pairs, --out and --overlay do not apply to line mode (--ref): answers go to stdout")
+    if not targets and line.targets is None and line.watch is None:
+        raise BadInput("--ref needs targets: TARGET... arguments, --targets DIR|GLOB|-, or --watch DIR")
+    stream = targets_from(targets, line.targets)
+    if line.watch is not None:
+        stream = itertools.chain(stream, watch_folder(line.watch))
+    done, skipped = run_line(line.ref, stream, opts, emit=print_json_line)
+    console.info(f"line mode: {done} target(s) answered, {skipped} skipped")
 
 
 COMMANDS = (
@@ -91,6 +117,8 @@ COMMANDS = (
             "differad predict ref.png tgt.png --backend hf --model runs/rl/checkpoint-500",
             "differad predict ref.png tgt.png --endpoint http://localhost:8000/v1 --model differad-2b",
             "differad predict --pairs pairs.jsonl --out preds.jsonl --backend diff",
+            "differad predict --ref golden.png line/*.png",
+            "differad predict --ref golden.png --watch incoming/ > answers.jsonl",
         ),
         help=HELP,
     ),

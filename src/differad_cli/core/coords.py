@@ -13,13 +13,15 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from differad_cli.core.boxes import IntBox, from_1000, from_resized, is_zero, to_1000, to_resized
 from differad_cli.core.errors import BadInput
-from differad_cli.core.records import Pair
+from differad_cli.core.families import FAMILIES
 
-FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+if TYPE_CHECKING:  # records reads images (cv2): not needed to convert boxes
+    from differad_cli.core.records import Pair
+
 NORMALIZED_FAMILIES = frozenset({"qwen2_vl", "qwen3_vl"})
 
 # transformers' model_type -> family (MoE and text-only variants share their family's grounding convention).

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from differad_cli.core.coords import FAMILIES
 from differad_cli.core.errors import BadInput
+from differad_cli.core.families import FAMILIES
 
 PRESETS: tuple[str, ...] = ("tiny", "real", "7b", "8b")  # 7b: Qwen2.5-VL only; 8b: Qwen3-VL only
 

@@ -71,6 +71,22 @@ class PredictOptions:
     seed: int = field(default=0, metadata=_h("Seed for every random choice (reproducible by default)."))
 
 
+@dataclass
+class LineOptions:
+    """Line mode of `differad predict`: a fixed reference and a stream of targets."""
+
+    ref: Path | None = field(
+        default=None, metadata={"help": "Line mode: the golden reference for every target (TARGET... args)."}
+    )
+    targets: str | None = field(
+        default=None, metadata={"help": "Line mode: a folder, a glob, or - (paths on stdin, one per line)."}
+    )
+    watch: Path | None = field(
+        default=None,
+        metadata={"help": "Line mode: answer each new, completely written image in DIR until Ctrl-C."},
+    )
+
+
 def resolve_backend(opts: PredictOptions) -> str:
     name = opts.backend or ("openai" if opts.endpoint else "hf" if opts.model else "diff")
     if name not in BACKENDS:

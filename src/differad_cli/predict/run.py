@@ -79,7 +79,18 @@ def predict_one(
     pair = Pair(id="pair", ref=Path(ref), tgt=Path(tgt), box=ZERO_BOX, label=0, width=width, height=height)
     start = time.perf_counter()
     pred = backend.predict([pair])[0]
-    elapsed = (time.perf_counter() - start) * 1000.0
+    return result_dict(ref, tgt, name, pred, (time.perf_counter() - start) * 1000.0)
+
+
+def result_dict(
+    ref: str | os.PathLike[str],
+    tgt: str | os.PathLike[str],
+    backend: str,
+    pred: Prediction,
+    elapsed_ms: float,
+) -> dict[str, Any]:
+    """The --json object for one pair: ref, tgt, box (target pixels), label, valid, text, backend,
+    elapsed_ms (and score)."""
     return {
         "ref": str(ref),
         "tgt": str(tgt),
@@ -87,8 +98,8 @@ def predict_one(
         "label": int(pred.is_anomalous),
         "valid": pred.valid,
         "text": pred.text,
-        "backend": name,
-        "elapsed_ms": round(elapsed, 1),
+        "backend": backend,
+        "elapsed_ms": round(elapsed_ms, 1),
         "score": pred.score,
     }
 

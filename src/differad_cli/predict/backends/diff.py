@@ -15,14 +15,17 @@ non-learned baseline. Steps, all on a downscaled copy (longest side ``work_size`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from differad_cli.core import console
 from differad_cli.core.boxes import ZERO_BOX, IntBox
 from differad_cli.core.errors import BadInput
-from differad_cli.core.images import load_pair_images
+from differad_cli.core.images import load_pair_images, load_rgb
 from differad_cli.core.records import Pair, Prediction
 
 GROW = 4  # working pixels a region may grow beyond its seeds over weaker differences
@@ -171,24 +174,51 @@ def _motion(warp: np.ndarray, w: int, h: int, scale: float) -> tuple[tuple[float
     return (float(moved[0]) / scale, float(moved[1]) / scale), rotation
 
 
-def localize(
-    ref: np.ndarray, tgt: np.ndarray, cfg: DiffConfig | None = None, *, keep_map: bool = False
-) -> DiffResult:
-    """Reference/target RGB uint8 arrays -> the anomaly box in target pixels (or normal)."""
-    cfg = cfg or DiffConfig()
-    height, width = tgt.shape[:2]
+@dataclass
+class WorkingReference:
+    """The reference at one target size: resized to the working resolution and, for alignment, its blurred
+    gray copy. Line mode computes it once per reference and target size instead of once per pair."""
+
+    height: int  # target size it was made for
+    width: int
+    scale: float
+    rgb: np.ndarray  # working-resolution float32 RGB
+    gray: np.ndarray  # blurred gray (alignment)
+
+
+def working_reference(ref: np.ndarray, height: int, width: int, cfg: DiffConfig) -> WorkingReference:
     if ref.shape[:2] != (height, width):
         ref = cv2.resize(ref, (width, height), interpolation=cv2.INTER_AREA)
     # small images are upsampled too: blur, tolerance and morphology then act at one, tuned scale
     scale = cfg.work_size / max(height, width)
-    r, t = _to_work(ref, scale), _to_work(tgt, scale)
+    r = _to_work(ref, scale)
+    gray = cv2.GaussianBlur(cv2.cvtColor(r, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
+    return WorkingReference(height, width, scale, r, gray)
+
+
+def localize(
+    ref: np.ndarray | WorkingReference,
+    tgt: np.ndarray,
+    cfg: DiffConfig | None = None,
+    *,
+    keep_map: bool = False,
+) -> DiffResult:
+    """Reference (RGB uint8, or prepared for this target size) and target -> the anomaly box in target
+    pixels (or normal)."""
+    cfg = cfg or DiffConfig()
+    height, width = tgt.shape[:2]
+    if not isinstance(ref, WorkingReference):
+        ref = working_reference(ref, height, width, cfg)
+    elif (ref.height, ref.width) != (height, width):
+        raise ValueError(f"reference prepared for {ref.width}x{ref.height}, target is {width}x{height}")
+    scale = ref.scale
+    r, t = ref.rgb, _to_work(tgt, scale)
     h, w = t.shape[:2]
     valid = np.ones((h, w), dtype=np.uint8)
     warp = np.eye(2, 3, dtype=np.float32)
     if cfg.align and min(h, w) >= 16:
-        rg = cv2.GaussianBlur(cv2.cvtColor(r, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
         tg = cv2.GaussianBlur(cv2.cvtColor(t, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
-        warp = estimate_alignment(rg, tg, cfg)
+        warp = estimate_alignment(ref.gray, tg, cfg)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         r = cv2.warpAffine(r, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
         valid = cv2.warpAffine(valid, warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
@@ -247,8 +277,28 @@ class DiffBackend:
         self.cfg = cfg
 
     def predict(self, pairs: list[Pair]) -> list[Prediction]:
-        out = []
-        for p in pairs:
-            res = localize(*load_pair_images(p.ref, p.tgt), self.cfg)
-            out.append(Prediction(p.id, res.box, True, res.explanation(), round(res.score, 4)))
-        return out
+        return [self._answer(p.id, localize(*load_pair_images(p.ref, p.tgt), self.cfg)) for p in pairs]
+
+    @staticmethod
+    def _answer(pid: str, res: DiffResult) -> Prediction:
+        return Prediction(pid, res.box, True, res.explanation(), round(res.score, 4))
+
+    def with_reference(self, ref: Path) -> Callable[[Pair], Prediction]:
+        """Line mode: the reference decoded once and prepared once per target size (its working-resolution
+        copy and alignment image); each call then answers one target against it."""
+        source = load_rgb(ref)
+        prepared: dict[tuple[int, int], WorkingReference] = {}
+
+        def answer(pair: Pair) -> Prediction:
+            tgt = load_rgb(pair.tgt)
+            size = tgt.shape[:2]
+            if size not in prepared:
+                if source.shape[:2] != size:
+                    console.warn(
+                        f"reference {ref.name} is {source.shape[1]}x{source.shape[0]}, targets of "
+                        f"{size[1]}x{size[0]} get it resized"
+                    )
+                prepared[size] = working_reference(source, size[0], size[1], self.cfg)
+            return self._answer(pair.id, localize(prepared[size], tgt, self.cfg))
+
+        return answer

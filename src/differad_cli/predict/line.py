@@ -1,0 +1,135 @@
+"""Line mode: one golden reference, a stream of targets, one JSONL answer per target as soon as it is ready.
+
+The reference is checked before anything starts and prepared once per backend where the backend can
+(``with_reference``: the ``diff`` backend decodes it once and keeps its working-resolution copy and alignment
+image per target size); other backends keep their loaded model across targets. Targets come from the
+command line, a folder, a glob, stdin (``-``, one path per line) or a watched folder (``--watch``: each new,
+completely written image in arrival order, until interrupted). An unreadable target is skipped with one line;
+the stream never stops for it.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from differad_cli.core import console
+from differad_cli.core.boxes import ZERO_BOX
+from differad_cli.core.errors import BadInput, ImageError
+from differad_cli.core.images import image_size, list_images, load_rgb
+from differad_cli.core.io import IMAGE_SUFFIXES
+from differad_cli.core.records import Pair, Prediction
+from differad_cli.predict.backends import make_backend
+from differad_cli.predict.config import PredictOptions, resolve_backend
+
+WATCH_POLL_S = 0.2
+WATCH_TRIES = 25  # polls a file may stay unreadable (still being written) before it is skipped
+
+
+def targets_from(args: list[Path], source: str | None) -> Iterator[Path]:
+    """Command-line targets, then those of ``source`` (folder, glob or ``-`` for stdin)."""
+    yield from args
+    if source is None:
+        return
+    if source == "-":
+        for line in sys.stdin:
+            if line.strip():
+                yield Path(line.strip())
+    elif Path(source).is_dir():
+        yield from list_images(source)
+    else:
+        matches = sorted(glob.glob(source, recursive=True))
+        if not matches:
+            raise BadInput(f"--targets {source}: no such folder, and the glob matches nothing")
+        yield from (Path(m) for m in matches if Path(m).suffix.lower() in IMAGE_SUFFIXES)
+
+
+def watch_folder(folder: Path, poll_s: float = WATCH_POLL_S) -> Iterator[Path]:
+    """New image files of ``folder`` in arrival order, each once it is completely written: its size and
+    modification time unchanged over one poll and the image decodes; one that stays unreadable is skipped."""
+    if not folder.is_dir():
+        raise BadInput(f"--watch {folder}: not a folder")
+    seen = {p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}  # only what arrives from now
+    pending: dict[Path, tuple[tuple[int, int], int]] = {}
+    while True:
+        arrived = sorted(
+            (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p not in seen),
+            key=lambda p: (p.stat().st_mtime_ns, p.name),
+        )
+        for p in arrived:
+            st = p.stat()
+            sig = (st.st_size, st.st_mtime_ns)
+            before, tries = pending.get(p, (None, 0))
+            if before != sig or st.st_size == 0:
+                pending[p] = (sig, tries)
+                continue
+            try:
+                load_rgb(p)
+            except ImageError as e:
+                if tries + 1 >= WATCH_TRIES:
+                    console.warn(f"skipping {p.name}: still unreadable ({e})")
+                    seen.add(p)
+                    pending.pop(p, None)
+                else:
+                    pending[p] = (sig, tries + 1)
+                continue
+            seen.add(p)
+            pending.pop(p, None)
+            yield p
+        time.sleep(poll_s)
+
+
+def _answerer(opts: PredictOptions, ref: Path) -> Callable[[Pair], Prediction]:
+    backend = make_backend(opts)
+    prepare = getattr(backend, "with_reference", None)
+    if prepare is not None:
+        return prepare(ref)
+    return lambda pair: backend.predict([pair])[0]
+
+
+def run_line(
+    ref: Path, targets: Iterable[Path], opts: PredictOptions, *, emit: Callable[[dict[str, Any]], None]
+) -> tuple[int, int]:
+    """Answer every target against ``ref``; ``emit`` gets each --json object as soon as it is ready.
+    Returns (answered, skipped)."""
+    from differad_cli.predict.run import human_line, result_dict
+
+    try:
+        image_size(ref)
+        load_rgb(ref)
+    except ImageError as e:
+        raise BadInput(f"--ref {ref}: {e}") from None
+    name = resolve_backend(opts)
+    answer = _answerer(opts, ref)
+    done = skipped = 0
+    for tgt in targets:
+        try:
+            width, height = image_size(tgt)
+        except (ImageError, BadInput) as e:
+            console.warn(f"skipping {tgt}: {e}")
+            skipped += 1
+            continue
+        pair = Pair(id=str(tgt), ref=ref, tgt=Path(tgt), box=ZERO_BOX, label=0, width=width, height=height)
+        start = time.perf_counter()
+        try:
+            pred = answer(pair)
+        except ImageError as e:
+            console.warn(f"skipping {tgt}: {e}")
+            skipped += 1
+            continue
+        result = result_dict(ref, tgt, name, pred, (time.perf_counter() - start) * 1000.0)
+        emit(result)
+        console.info(f"{Path(tgt).name}: {human_line(result)}")
+        done += 1
+    return done, skipped
+
+
+def print_json_line(result: dict[str, Any]) -> None:
+    """One JSONL answer on stdout, flushed at once (a pipe reader sees it now, not at exit)."""
+    sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
