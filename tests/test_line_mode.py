@@ -1,5 +1,6 @@
 """Line mode: `predict --ref GOLDEN` answers a stream of targets (arguments, a folder, a glob, stdin, a
-watched folder) with one flushed JSONL line each, the same answers as one-pair mode, skipping unreadable targets."""
+watched folder) with one flushed JSONL line each, the same answers as one-pair mode, skipping unreadable
+targets."""
 
 from __future__ import annotations
 
