@@ -137,7 +137,7 @@ def build_pairs(cfg: PairConfig) -> list[Pair]:
         sims = [s for _, s in found if s is not None]
         if sims:
             top1[c.name] = float(np.mean(sims))
-        cat_root = root if root.name == c.name and len(cats) == 1 else root / c.name
+        cat_root = c.root or (root if root.name == c.name and len(cats) == 1 else root / c.name)
         rows = zip(c.targets, found, strict=True)
         for t, (refs, sim) in console.progress(rows, total=len(c.targets), desc=c.name, unit="pair"):
             if not refs:

@@ -36,6 +36,7 @@ class Category:
     targets: list[Target]
     self_ref: bool = False  # targets are the pool itself (split=train): never pick an image as its own ref
     pool_views: list[str | None] | None = None  # the camera view of each pool image (aligned with pool)
+    root: Path | None = None  # record ids are relative to it (default: ROOT/<name>, or ROOT for one category)
 
     @property
     def given_refs(self) -> bool:

@@ -88,4 +88,4 @@ def read(root: Path, split: str) -> list[Category]:
         targets.append(Target(test, None, None, True, boxes=read_boxes(ann, bad), ref=temp))
     warn_list(f"file(s) named in {SPLIT_FILES[split]} missing, skipped", missing)
     warn_list("malformed box line(s) left out", bad)
-    return [Category(CATEGORY, [], targets)] if targets else []
+    return [Category(CATEGORY, [], targets, root=data)] if targets else []

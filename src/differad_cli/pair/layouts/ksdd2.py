@@ -46,12 +46,12 @@ def read(root: Path, split: str) -> list[Category]:
         console.info(f"{CATEGORY}: {len(train) - len(pool)} defective training image(s) are not references")
     if split == "train":
         warn_list("image(s) without a _GT file skipped", lost)
-        return [Category(CATEGORY, pool, [Target(p, "good", None, False) for p in pool], self_ref=True)]
+        return [Category(CATEGORY, pool, [Target(p, "good", None, False) for p in pool], True, root=root)]
     test, lost_test = _pairs(root / "test")
     warn_list("image(s) without a _GT file skipped", lost + lost_test)
     # not expected anomalous: the mask decides, and an empty _GT file is a normal image, not a lost defect
     targets = [Target(p, None, gt, False, nonzero=True) for p, gt in test]
-    return [Category(CATEGORY, pool, targets)]
+    return [Category(CATEGORY, pool, targets, root=root)]
 
 
 def _defect(gt: Path) -> bool:

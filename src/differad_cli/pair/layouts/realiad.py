@@ -93,7 +93,7 @@ def read(root: Path, split: str) -> list[Category]:
         views = [view_of(p) for p in pool]
         if split == "train":
             targets = [Target(p, "good", None, False, view=v) for p, v in zip(pool, views, strict=True)]
-            cats.append(Category(jf.stem, pool, targets, self_ref=True, pool_views=views))
+            cats.append(Category(jf.stem, pool, targets, True, views, cat_dir))
             continue
         targets = []
         for e in doc.get("test", []):
@@ -111,5 +111,5 @@ def read(root: Path, split: str) -> list[Category]:
             targets.append(Target(p, kind, mask, True, view=view_of(p), nonzero=True))
         warn_list(f"file(s) named in {jf.name} missing, skipped", missing)
         warn_list(f"defect image(s) without a mask skipped in {jf.stem}", no_mask)
-        cats.append(Category(jf.stem, pool, targets, pool_views=views))
+        cats.append(Category(jf.stem, pool, targets, False, views, cat_dir))
     return cats
