@@ -1,4 +1,4 @@
-"""`differad pair`: pair records from MVTec-style, folder or triplet datasets (top-k reference retrieval)."""
+"""`differad pair`: pair records from public datasets as they unpack (top-k reference retrieval)."""
 
 from __future__ import annotations
 
@@ -13,24 +13,28 @@ the component count (`n_components`) and the cosine similarity of the best refer
 (`ref_similarity`). Normal targets get the zero box. Paths under the output file's folder are
 written relative to it (others stay absolute).
 
-Layouts (ROOT may be one category folder or a folder holding several categories):
+Layouts (ROOT is the dataset's own top folder as it unpacks; `auto` detects it and says which):
 
-
-  mvtec    <cat>/train/good/  normal pool; <cat>/test/<defect>/ targets (test/good = normal);
-           <cat>/ground_truth/<defect>/<stem>_mask.png masks.  (MVTec AD; arrange VisA or
-           AD-DualDiff the same way, or use `folder`.)
 
-
-  folder   <cat>/normal/ normal pool; <cat>/test/ targets, flat or in sub-folders (the sub-folder
-           name becomes the record's subset); <cat>/mask/ masks mirroring test/ (same relative
-           path and stem, optional `_mask` suffix, any image format). A target without a mask is
-           normal. VisA: link Data/Images/Normal as normal/, Data/Images/Anomaly as test/ and
-           Data/Masks/Anomaly as mask/.
+  mvtec      <cat>/train/good/ pool; <cat>/test/<defect>/ targets; ground_truth/<defect>/<stem>_mask.png.
 
-
-  triplets ROOT/ref/, ROOT/tgt/, ROOT/mask/ with matching names: ready-made pairs (COCO-Inpainted
-           style); a missing mask means a normal pair. No retrieval.
+  visa       VisA_20220922/: split and labels from split_csv/1cls.csv; Data/Masks/Anomaly masks.
 
+  mvtec_loco train/good + validation/good pool; test/<type>/ targets; ground_truth/<type>/<stem>/*.png.
+
+  mvtec_ad2  train/good + validation/good pool; test_public/{good,bad} targets (test_private unused).
+
+  realiad    Real-IAD/: realiad_jsons/realiad_jsons/<cat>.json splits; references of the same view.
+
+  ksdd2      KolektorSDD2/: {train,test}/<id>.png + <id>_GT.png (an empty GT is a normal image).
+
+  deeppcb    the folder holding PCBData/: the _temp.jpg template is the reference, boxes as annotated.
+
+  folder     <cat>/normal/ pool; <cat>/test/ targets (sub-folders = subset); <cat>/mask/ masks.
+
+  triplets   ROOT/ref/, ROOT/tgt/, ROOT/mask/ with matching names: ready-made pairs. No retrieval.
+
+--multi decides the box of a target with several defect regions: largest (default), union or drop.
 --split train pairs normal images with each other (training pairs); an image is never its own
 reference. Embeddings are cached next to the output (.differad-embed-*.npz, keyed by path, mtime
 and size), so re-runs only embed new or changed images."""
@@ -50,7 +54,7 @@ COMMANDS = (
         examples=(
             "differad pair --data mvtec_ad/ --layout mvtec --out pairs/mvtec_test.jsonl",
             "differad pair --data mvtec_ad/bottle --layout mvtec --split train --k 4 --out train_pairs.jsonl",
-            "differad pair --data visa/ --layout folder --embedder clip --clip-model clip/ --out p.jsonl",
+            "differad pair --data VisA_20220922/ --layout auto --k 4 --out visa.jsonl",
         ),
         help=HELP,
     ),

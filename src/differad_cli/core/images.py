@@ -100,15 +100,20 @@ def load_rgb(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS)
     return np.ascontiguousarray(arr)
 
 
-def load_mask(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_mask(
+    path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS, *, nonzero: bool = False
+) -> np.ndarray:
     """A binary mask as a 2-D bool array: pixels above half the mask's brightest value are anomalous.
 
     Half the maximum rather than "non-zero", so masks saved as 0/1, 0/255 or 16-bit all work and the faint
-    speckles of a JPEG-compressed mask do not grow its box.
+    speckles of a JPEG-compressed mask do not grow its box. ``nonzero`` is for lossless masks whose values
+    are ids or per-type levels (VisA, MVTec LOCO): there a low value is as anomalous as a high one.
     """
     arr = _read(path, "mask", max_pixels)
     if arr.ndim == 3:
         arr = arr[:, :, :3].max(axis=2) if arr.shape[2] >= 3 else arr[:, :, 0]
+    if nonzero:
+        return arr > 0
     top = arr.max()
     return arr > top / 2 if top > 0 else np.zeros(arr.shape, dtype=bool)
 

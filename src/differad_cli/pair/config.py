@@ -5,7 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LAYOUTS = ("mvtec", "folder", "triplets")
+LAYOUTS = (
+    "auto",
+    "mvtec",
+    "visa",
+    "mvtec_loco",
+    "mvtec_ad2",
+    "realiad",
+    "ksdd2",
+    "deeppcb",
+    "folder",
+    "triplets",
+)
+MULTI = ("largest", "union", "drop")
 
 
 SPLITS = ("test", "train")
@@ -17,7 +29,9 @@ class PairConfig:
 
     data: Path = field(metadata={"help": "Dataset root (a category folder or a folder of them)."})
     out: Path = field(metadata={"help": "Output pairs.jsonl (written atomically; paths relative to it)."})
-    layout: str = field(default="mvtec", metadata={"help": "mvtec | folder | triplets (see above)."})
+    layout: str = field(
+        default="mvtec", metadata={"help": f"{' | '.join(LAYOUTS)} (see above; auto says which it found)."}
+    )
     split: str = field(default="test", metadata={"help": "test: test images; train: normal pairs."})
     k: int = field(default=8, metadata={"help": "References kept per target (the paper: 8)."})
     embedder: str = field(
@@ -25,6 +39,13 @@ class PairConfig:
     )
     clip_model: Path | None = field(
         default=None, metadata={"help": "Local CLIP folder (CLIPModel); nothing is downloaded."}
+    )
+    multi: str = field(
+        default="largest",
+        metadata={
+            "help": "Targets with several defect regions: largest (box of the largest region), union "
+            "(one box around all) or drop (leave the target out). n_components keeps the region count."
+        },
     )
     cache: bool = field(
         default=True,

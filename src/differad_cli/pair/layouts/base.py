@@ -1,4 +1,5 @@
-"""What every dataset layout shares: the target/category records a layout yields, and mask boxes."""
+"""What every dataset layout shares: the target/category records a layout yields, defect regions (from masks
+or annotated boxes) and the one multi-defect policy that turns them into the record's single box."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ class Target:
     subset: str | None
     mask: Path | None
     anomalous: bool  # expected from the folder (defect folder); the mask decides the final label
+    more_masks: tuple[Path, ...] = ()  # further mask files of the same image, unioned (MVTec LOCO)
+    boxes: tuple[IntBox, ...] | None = None  # annotated boxes instead of a mask (DeepPCB), x2/y2 exclusive
+    ref: Path | None = None  # the dataset's own reference (DeepPCB's template): no retrieval
+    view: str | None = None  # camera view: references come from the same view (Real-IAD)
+    nonzero: bool = False  # any non-zero mask pixel is anomalous (masks holding ids or per-type levels)
 
 
 @dataclass
@@ -29,6 +35,13 @@ class Category:
     pool: list[Path]
     targets: list[Target]
     self_ref: bool = False  # targets are the pool itself (split=train): never pick an image as its own ref
+    pool_views: list[str | None] | None = None  # the camera view of each pool image (aligned with pool)
+    root: Path | None = None  # record ids are relative to it (default: ROOT/<name>, or ROOT for one category)
+
+    @property
+    def given_refs(self) -> bool:
+        """Every target brings its own reference, so no pool or retrieval is needed."""
+        return bool(self.targets) and all(t.ref is not None for t in self.targets)
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -66,28 +79,71 @@ def unused_masks(mask_dir: Path, used: set[Path], cat: str) -> list[str]:
     return [f"{cat}/{p.relative_to(mask_dir.parent)}" for p in images_in(mask_dir) if p.resolve() not in used]
 
 
-def mask_component_box(mask: np.ndarray) -> tuple[IntBox, int]:
-    """(box of the largest 8-connected component, number of components); the zero box for an empty mask."""
+def mask_regions(mask: np.ndarray) -> tuple[list[IntBox], list[int]]:
+    """Boxes and pixel areas of the mask's 8-connected components, in scan order."""
     m = np.ascontiguousarray(mask, dtype=np.uint8)
     n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n <= 1:
-        return ZERO_BOX, 0
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    i = 1 + int(np.argmax(areas))  # ties: the first in scan order, deterministic
-    x, y, w, h = (int(v) for v in stats[i, :4])
-    return (x, y, x + w, y + h), n - 1
+    boxes = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in stats[1:n, :4]]
+    return boxes, [int(a) for a in stats[1:n, cv2.CC_STAT_AREA]]
 
 
-def target_box(t: Target, width: int, height: int, cat: str) -> tuple[IntBox, int]:
+def choose_box(boxes: list[IntBox], areas: list[int], multi: str) -> IntBox | None:
+    """The one box the protocol scores: the largest region, the union of all, or None (``drop``) when the
+    target has several. Ties between largest regions go to the first in scan order (deterministic)."""
+    if not boxes:
+        return ZERO_BOX
+    if len(boxes) > 1 and multi == "drop":
+        return None
+    if multi == "union":
+        return (
+            min(b[0] for b in boxes), min(b[1] for b in boxes),
+            max(b[2] for b in boxes), max(b[3] for b in boxes),
+        )  # fmt: skip
+    return boxes[int(np.argmax(areas))]
+
+
+def mask_component_box(mask: np.ndarray) -> tuple[IntBox, int]:
+    """(box of the largest 8-connected component, number of components); the zero box for an empty mask."""
+    boxes, areas = mask_regions(mask)
+    return choose_box(boxes, areas, "largest") or ZERO_BOX, len(boxes)
+
+
+def _union_mask(t: Target, width: int, height: int, cat: str) -> np.ndarray:
+    union = np.zeros((height, width), dtype=bool)
+    for path in (t.mask, *t.more_masks):
+        if path is None:
+            continue
+        m = load_mask(path, nonzero=t.nonzero)
+        if m.shape != (height, width):
+            console.warn(
+                f"{cat}: mask {path.name} is {m.shape[1]}x{m.shape[0]}, image {width}x{height}; resized"
+            )
+            m = cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+        union |= m
+    return union
+
+
+def target_regions(t: Target, width: int, height: int, cat: str) -> tuple[list[IntBox], list[int]]:
+    """Defect regions of a target: annotated boxes clipped to the image (degenerate ones dropped), else the
+    connected components of the union of its mask files; none for a normal target."""
+    if t.boxes is not None:
+        kept = []
+        for x1, y1, x2, y2 in t.boxes:
+            b = (max(0, x1), max(0, y1), min(width, x2), min(height, y2))
+            if b[2] > b[0] and b[3] > b[1]:
+                kept.append(b)
+        return kept, [(b[2] - b[0]) * (b[3] - b[1]) for b in kept]
     if t.mask is None:
-        return ZERO_BOX, 0
-    m = load_mask(t.mask)
-    if m.shape != (height, width):
-        console.warn(
-            f"{cat}: mask {t.mask.name} is {m.shape[1]}x{m.shape[0]}, image {width}x{height}; resized"
-        )
-        m = cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
-    return mask_component_box(m)
+        return [], []
+    return mask_regions(_union_mask(t, width, height, cat))
+
+
+def target_box(
+    t: Target, width: int, height: int, cat: str, multi: str = "largest"
+) -> tuple[IntBox | None, int]:
+    """(the record's box under the multi-defect policy, or None to drop the target; the region count)."""
+    boxes, areas = target_regions(t, width, height, cat)
+    return choose_box(boxes, areas, multi), len(boxes)
 
 
 def record_id(cat: str, root_of_cat: Path, p: Path) -> str:

@@ -14,6 +14,10 @@ EXPECTED = (
 )
 
 
+def matches(root: Path) -> bool:
+    return bool(base.category_dirs(root, (("normal", "test"),)))
+
+
 def read(root: Path, split: str) -> list[Category]:
     cats = []
     for d in base.category_dirs(root, (("normal", "test"), ("normal",))):

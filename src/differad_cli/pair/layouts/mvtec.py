@@ -21,6 +21,11 @@ EXPECTED = (
 )
 
 
+def matches(root: Path) -> bool:
+    """MVTec AD proper: a ground_truth/ folder beside train/good/ (other trees have train/ and test/ too)."""
+    return bool(category_dirs(root, (("train/good", "test", "ground_truth"),)))
+
+
 def read(root: Path, split: str) -> list[Category]:
     cats = []
     for d in category_dirs(root, (("train",), ("test",))):

@@ -23,13 +23,17 @@ from differad_cli.pair.layouts.base import (
 EXPECTED = "ROOT/ref/, ROOT/tgt/ and optionally ROOT/mask/ with matching file names"
 
 
-def read(root: Path) -> list[Pair]:
+def matches(root: Path) -> bool:
+    return (root / "ref").is_dir() and (root / "tgt").is_dir()
+
+
+def read(root: Path, multi: str = "largest") -> list[Pair]:
     ref_dir, tgt_dir, mask_dir = root / "ref", root / "tgt", root / "mask"
     if not ref_dir.is_dir() or not tgt_dir.is_dir():
         raise BadInput(f"{root} does not match the 'triplets' layout: expected {EXPECTED}")
     refs = {p.relative_to(ref_dir).with_suffix(""): p for p in images_in(ref_dir)}
     cat = root.resolve().name
-    pairs, no_ref, used = [], [], set()
+    pairs, no_ref, used, dropped = [], [], set(), []
     for t in console.progress(images_in(tgt_dir), desc="triplets", unit="pair"):
         rel = t.relative_to(tgt_dir)
         ref = refs.get(rel.with_suffix(""))
@@ -40,7 +44,10 @@ def read(root: Path) -> list[Pair]:
         if mask is not None:
             used.add(mask.resolve())
         w, h = image_size(t)
-        box, ncomp = target_box(Target(t, None, mask, mask is not None), w, h, cat)
+        box, ncomp = target_box(Target(t, None, mask, mask is not None), w, h, cat, multi)
+        if box is None:
+            dropped.append(rel.as_posix())
+            continue
         pairs.append(
             Pair(
                 id=f"{cat}/{rel.with_suffix('').as_posix()}",
@@ -49,6 +56,7 @@ def read(root: Path) -> list[Pair]:
             )
         )  # fmt: skip
     warn_list("target(s) without a matching reference skipped", no_ref)
+    warn_list("target(s) with several defects dropped (--multi drop)", dropped)
     warn_list("mask(s) without an image", unused_masks(mask_dir, used, cat))
     if not pairs:
         raise BadInput(f"no pairs found under {root}: expected {EXPECTED}")
