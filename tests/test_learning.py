@@ -8,7 +8,7 @@ held-out reward.
 Negative controls, same code path: (a) the advantages' sign flipped inside ``_compute_loss``, (b) rewards
 computed against shuffled ground truth (boxes and labels permuted across the training records). With balanced
 labels an image-blind policy cannot beat 1/2 decision accuracy, so (b) has nothing to learn but the images'
-irrelevance. Settings were chosen on this CPU; see docs/training.md "A learning check".
+irrelevance. Settings were chosen on a 2-core CPU (a full run took ~5 minutes there, shared).
 """
 
 from __future__ import annotations
