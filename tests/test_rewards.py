@@ -228,3 +228,17 @@ def test_loc_rewards_clip_answers_to_the_model_frame_like_eval() -> None:
     assert staged(
         [text + "<answer>(-60,-60),(-20,-20)</answer>"], gt_box=gt[:1], label=[1], extent=[1000, 1000]
     ) == [0.5]
+
+
+def test_decision_reward() -> None:
+    """1 when zero box <=> normal label; unparseable answers earn nothing."""
+    from differad_cli.train.rewards import get_reward
+
+    fn = get_reward("decision")
+    done = [
+        "<think>x</think><answer>(0,0),(0,0)</answer>",
+        "<think>x</think><answer>(1,1),(5,5)</answer>",
+        "?",
+    ]
+    assert fn(done, gt_box=[[0, 0, 0, 0]] * 3, label=[0, 0, 0]) == [1.0, 0.0, 0.0]
+    assert fn(done, gt_box=[[1, 1, 5, 5]] * 3, label=[1, 1, 1]) == [0.0, 1.0, 0.0]

@@ -338,6 +338,17 @@ def _loc_callable(name: str, fn: Callable[..., float], params: dict[str, Any]) -
     return _row_callable(name, score)
 
 
+def _decision_callable() -> RewardFn:
+    """1 when the answer's decision (zero box = normal, any other box = anomalous) matches the label: a reward
+    a small model can learn in tens of steps, so tests can check that GRPO learns (tests/test_learning.py)."""
+
+    def score(text: str, box: tuple[float, ...], label: int, extent: Any) -> float:
+        pred = parse_answer(text)
+        return 0.0 if pred is None else float(int(not is_zero(pred)) == int(label))
+
+    return _row_callable("decision", score)
+
+
 def _staged_callable(params: dict[str, Any]) -> RewardFn:
     def score(text: str, box: tuple[float, ...], label: int, extent: Any) -> float:
         return staged_reward(text, box, label, extent=extent, **params)
@@ -371,6 +382,8 @@ def get_reward(name: str, **params: Any) -> RewardFn:
         fn = _text_callable("staged_format", staged_format_reward)
     elif name == "staged":
         fn = _staged_callable(params)
+    elif name == "decision":
+        fn = _decision_callable()
     else:
         raise BadInput(f"unknown reward '{name}' (choose from: {', '.join(REWARDS)})")
     fn.max_value = 1.0  # type: ignore[attr-defined]
@@ -378,4 +391,4 @@ def get_reward(name: str, **params: Any) -> RewardFn:
 
 
 REWARDS: dict[str, RewardFn] = {}
-REWARDS.update({n: get_reward(n) for n in ("format", *_LOC_FNS, "staged", "staged_format")})
+REWARDS.update({n: get_reward(n) for n in ("format", *_LOC_FNS, "staged", "staged_format", "decision")})
