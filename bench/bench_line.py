@@ -1,0 +1,115 @@
+"""Benchmark: line mode, one golden reference and a stream of targets (`predict --ref`).
+
+Per-target latency (p50/p95) and throughput of the ``diff`` backend at 800x800 on ONE CPU core, in the same
+run: today's per-pair path (``DiffBackend.predict``: both images decoded and prepared for every pair) against
+line mode (``with_reference``: the reference decoded once and its working copy and alignment image prepared
+once per target size). Goal (exit 1 when missed): line mode answers an 800x800 target in <= 60% of the
+per-pair time. The answers of both paths must be identical (checked).
+
+The ``hf`` backend keeps its loaded model across targets in line mode (no process start per target); reusing
+the reference's key/value cache is not implemented, so no hf figure is claimed here.
+
+    python bench/bench_line.py [--n 30] [--size 800] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+GOAL = 0.60
+
+
+def _pin() -> str:
+    if hasattr(os, "sched_setaffinity"):
+        cpu = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+        return f"pinned to CPU {cpu}"
+    return "not pinned"
+
+
+def _pct(times: list[float], q: float) -> float:
+    s = sorted(times)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=30)
+    ap.add_argument("--size", type=int, default=800)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    pinned = _pin()
+    import cv2
+
+    from differad_cli.core.images import save_png
+    from differad_cli.core.records import Pair
+    from differad_cli.predict.backends.diff import DiffBackend
+    from differad_cli.synth import SynthConfig, synthesize
+
+    cv2.setNumThreads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        synthesize(SynthConfig(out=root / "s", n=args.n, size=args.size, seed=7, workers=1))
+        from differad_cli.core.records import read_pairs
+
+        made = read_pairs(root / "s" / "pairs.jsonl")
+        golden = made[0].ref  # one reference for the whole line: the targets are the synthesized ones
+        pairs = [Pair(p.id, golden, p.tgt, p.box, p.label, p.width, p.height) for p in made]
+        save_png(root / "probe.png", cv2.imread(str(golden))[:, :, ::-1])  # warm the codecs
+        backend = DiffBackend()
+
+        def run_per_pair() -> tuple[list[float], list]:
+            times, answers = [], []
+            for p in pairs:
+                t = time.perf_counter()
+                answers.append(backend.predict([p])[0])
+                times.append((time.perf_counter() - t) * 1000.0)
+            return times, answers
+
+        def run_line() -> tuple[list[float], list]:
+            times, answers = [], []
+            t0 = time.perf_counter()
+            answer = backend.with_reference(golden)
+            prep = (time.perf_counter() - t0) * 1000.0
+            for p in pairs:
+                t = time.perf_counter()
+                answers.append(answer(p))
+                times.append((time.perf_counter() - t) * 1000.0)
+            times[0] += prep  # the reference's one-off cost is charged to the first target
+            return times, answers
+
+        best: dict[str, tuple[list[float], list]] = {}
+        for _ in range(args.repeat):
+            for name, fn in (("per-pair", run_per_pair), ("line", run_line)):
+                times, answers = fn()
+                if name not in best or sum(times) < sum(best[name][0]):
+                    best[name] = (times, answers)
+    same = [a.to_dict() for a in best["per-pair"][1]] == [a.to_dict() for a in best["line"][1]]
+    print(f"bench_line: diff backend, {args.n} targets of {args.size}x{args.size} against one reference, "
+          f"one core ({pinned}), best of {args.repeat}")  # fmt: skip
+    rows = {}
+    for name, (times, _) in best.items():
+        mean = statistics.fmean(times)
+        rows[name] = mean
+        p50, p95 = _pct(times, 0.5), _pct(times, 0.95)
+        rate = 1000.0 / mean
+        print(f"  {name:<9} mean {mean:7.1f} ms  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {rate:6.1f} targets/s")
+    ratio = rows["line"] / rows["per-pair"]
+    print(f"  line / per-pair: {ratio:.2f} (goal <= {GOAL:.2f}); identical answers: {same}")
+    ok = ratio <= GOAL and same
+    print("  goal met" if ok else "  GOAL MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
