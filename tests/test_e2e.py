@@ -28,7 +28,9 @@ METRIC_KEYS = {
     "n", "n_ano", "n_nor", "acc_0.3", "f1_0.3", "miou", "miou_ano", "miou_nor",
     "image_precision", "image_recall", "image_f1", "invalid",
 }  # fmt: skip
-STAGES = ["synth", "synth", "tiny-model", "train-cold", "train-rl", "predict", "eval", "eval", "predict"]
+STAGES = [
+    "synth", "synth", "tiny-model", "train-cold", "train-rl", "predict", "eval", "eval", "predict", "compare",
+]  # fmt: skip
 
 
 def walkthrough() -> list[list[str]]:
@@ -114,3 +116,8 @@ def test_readme_walkthrough_through_the_cli(tmp_path: Path) -> None:
     assert result["backend"] == "diff" and len(result["box"]) == 4
     overlay = load_rgb(tmp_path / "runs/overlay.png")
     assert overlay.shape[1] >= 2 * test[1].width  # reference beside target
+
+    table = outputs[9].stdout.splitlines()  # both evals scored the same 16 pairs: compared side by side
+    assert table[0].split()[:2] == ["run", "Acc@0.3"]
+    assert [line.split()[0] for line in table[1:3]] == ["eval-diff", "eval-rl"]
+    assert (tmp_path / "runs/eval-diff/report.html").is_file() and (tmp_path / "runs/eval-rl/report.html").is_file()
