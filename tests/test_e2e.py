@@ -120,4 +120,4 @@ def test_readme_walkthrough_through_the_cli(tmp_path: Path) -> None:
     table = outputs[9].stdout.splitlines()  # both evals scored the same 16 pairs: compared side by side
     assert table[0].split()[:2] == ["run", "Acc@0.3"]
     assert [line.split()[0] for line in table[1:3]] == ["eval-diff", "eval-rl"]
-    assert (tmp_path / "runs/eval-diff/report.html").is_file() and (tmp_path / "runs/eval-rl/report.html").is_file()
+    assert all((tmp_path / "runs" / run / "report.html").is_file() for run in ("eval-diff", "eval-rl"))
