@@ -5,15 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from differad_cli.pair.layouts.base import (
-    Category,
-    Target,
-    category_dirs,
-    images_in,
-    mask_for,
-    unused_masks,
-    warn_list,
-)
+from differad_cli.pair.layouts import base
+from differad_cli.pair.layouts.base import Category, Target
 
 EXPECTED = (
     "<category>/train/good/*.png, <category>/test/<defect>/*.png and "
@@ -23,13 +16,13 @@ EXPECTED = (
 
 def matches(root: Path) -> bool:
     """MVTec AD proper: a ground_truth/ folder beside train/good/ (other trees have train/ and test/ too)."""
-    return bool(category_dirs(root, (("train/good", "test", "ground_truth"),)))
+    return bool(base.category_dirs(root, (("train/good", "test", "ground_truth"),)))
 
 
 def read(root: Path, split: str) -> list[Category]:
     cats = []
-    for d in category_dirs(root, (("train",), ("test",))):
-        pool = images_in(d / "train" / "good")
+    for d in base.category_dirs(root, (("train",), ("test",))):
+        pool = base.images_in(d / "train" / "good")
         if split == "train":
             cats.append(Category(d.name, pool, [Target(p, "good", None, False) for p in pool], self_ref=True))
             continue
@@ -38,17 +31,17 @@ def read(root: Path, split: str) -> list[Category]:
         used: set[Path] = set()
         test = d / "test"
         for defect in sorted(x for x in test.iterdir() if x.is_dir()) if test.is_dir() else []:
-            for p in images_in(defect):
+            for p in base.images_in(defect):
                 if defect.name == "good":
                     targets.append(Target(p, "good", None, False))
                     continue
-                mask = mask_for(d / "ground_truth" / defect.name, p.relative_to(defect))
+                mask = base.mask_for(d / "ground_truth" / defect.name, p.relative_to(defect))
                 if mask is None:
                     no_mask.append(f"{d.name}/{p.relative_to(d)}")
                     continue
                 used.add(mask.resolve())
                 targets.append(Target(p, defect.name, mask, True))
-        warn_list(f"defect image(s) without a mask skipped in {d.name}", no_mask)
-        warn_list("mask(s) without an image", unused_masks(d / "ground_truth", used, d.name))
+        base.warn_list(f"defect image(s) without a mask skipped in {d.name}", no_mask)
+        base.warn_list("mask(s) without an image", base.unused_masks(d / "ground_truth", used, d.name))
         cats.append(Category(d.name, pool, targets))
     return cats
