@@ -46,7 +46,10 @@ def predict_cmd(
     ref: Annotated[Path | None, typer.Argument(help="Normal reference image.", show_default=False)] = None,
     tgt: Annotated[Path | None, typer.Argument(help="Target image to inspect.", show_default=False)] = None,
     pairs: Annotated[Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Batch mode: prediction records output.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Batch mode: prediction records output (- for stdout)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     overlay: Annotated[
         Path | None, typer.Option("--overlay", help="Write REF beside TGT with the box drawn (PNG).")
@@ -56,7 +59,7 @@ def predict_cmd(
     ] = True,
 ) -> None:
     from differad_cli.core.errors import BadInput
-    from differad_cli.predict.run import human_line, predict_file, predict_one, write_overlay
+    from differad_cli.predict.run import check_overlay, human_line, predict_file, predict_one, write_overlay
 
     if pairs is not None:
         if ref is not None or tgt is not None:
@@ -71,10 +74,13 @@ def predict_cmd(
         raise BadInput("give REF and TGT images, or --pairs P.jsonl --out PRED.jsonl (see --help)")
     if out is not None:
         raise BadInput("--out is for batch mode (--pairs); use --json or --overlay for one pair")
+    if overlay is not None:
+        check_overlay(overlay, ref, tgt, opts.force)  # before the prediction, which may be slow
     result = predict_one(ref, tgt, opts)
     if overlay is not None:
         caption = "normal" if not result["label"] else "anomalous"
-        write_overlay(overlay, ref, tgt, result["box"] if result["valid"] else None, caption=caption)
+        box = result["box"] if result["valid"] else None
+        write_overlay(overlay, ref, tgt, box, caption=caption, force=opts.force)
     print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import cv2
@@ -113,8 +114,36 @@ def load_mask(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS
     return arr > top / 2 if top > 0 else np.zeros(arr.shape, dtype=bool)
 
 
-def encode_png(arr: np.ndarray, level: int = 1) -> bytes:
-    """PNG bytes of an RGB (H, W, 3) or gray/bool (H, W) array at zlib ``level`` (0-9)."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TAG_KEY = b"Software"
+_IHDR_END = 8 + 4 + 4 + 13 + 4  # signature, then the IHDR chunk (length, type, 13 data bytes, CRC)
+
+
+def _tagged(png: bytes, tag: str) -> bytes:
+    """``png`` with a tEXt chunk "Software: <tag>" right after IHDR: how we recognise our own pictures."""
+    data = TAG_KEY + b"\0" + tag.encode("latin-1")
+    chunk = len(data).to_bytes(4, "big") + b"tEXt" + data
+    chunk += zlib.crc32(chunk[4:]).to_bytes(4, "big")
+    return png[:_IHDR_END] + chunk + png[_IHDR_END:]
+
+
+def png_tag(path: str | os.PathLike[str]) -> str | None:
+    """The tag :func:`encode_png` wrote into ``path``, or None (not a PNG of ours)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_IHDR_END + 8 + 256)
+    except OSError:
+        return None
+    if not head.startswith(PNG_SIGNATURE) or head[_IHDR_END + 4 : _IHDR_END + 8] != b"tEXt":
+        return None
+    n = int.from_bytes(head[_IHDR_END : _IHDR_END + 4], "big")
+    key, _, value = head[_IHDR_END + 8 : _IHDR_END + 8 + n].partition(b"\0")
+    return value.decode("latin-1") if key == TAG_KEY else None
+
+
+def encode_png(arr: np.ndarray, level: int = 1, tag: str | None = None) -> bytes:
+    """PNG bytes of an RGB (H, W, 3) or gray/bool (H, W) array at zlib ``level`` (0-9), tagged with
+    ``tag`` (a tEXt chunk) when given."""
     a = np.asarray(arr)
     if a.dtype == bool:
         a = a.astype(np.uint8) * 255
@@ -123,11 +152,11 @@ def encode_png(arr: np.ndarray, level: int = 1) -> bytes:
     ok, buf = cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, int(level)])
     if not ok:
         raise ImageError("PNG encoding failed")
-    return buf.tobytes()
+    return _tagged(buf.tobytes(), tag) if tag else buf.tobytes()
 
 
-def save_png(path: str | os.PathLike[str], arr: np.ndarray, level: int = 1) -> None:
-    atomic_write(path, encode_png(arr, level))
+def save_png(path: str | os.PathLike[str], arr: np.ndarray, level: int = 1, tag: str | None = None) -> None:
+    atomic_write(path, encode_png(arr, level, tag))
 
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:

@@ -325,3 +325,12 @@ def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:
 
 def write_predictions(path: str | os.PathLike[str], preds: Iterable[Prediction]) -> None:
     write_jsonl(path, (pr.to_dict() for pr in preds))
+
+
+def is_prediction_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` holds prediction records only (a file of ours that a new run may replace)."""
+    try:
+        rows = list(iter_jsonl(path))
+        return bool(rows) and all("id" in obj and "valid" in obj and "box" in obj for _, obj in rows)
+    except (BadInput, OSError, RecursionError):
+        return False

@@ -69,6 +69,12 @@ class PredictOptions:
         ),
     )
     seed: int = field(default=0, metadata=_h("Seed for every random choice (reproducible by default)."))
+    force: bool = field(
+        default=False,
+        metadata=_h(
+            "Replace an existing output file that differad did not write (default: refuse).", "--force"
+        ),
+    )
 
 
 def resolve_backend(opts: PredictOptions) -> str:
