@@ -192,6 +192,7 @@ def predict_file(
     from differad_cli.core.records import read_pairs
 
     pairs_path = Path(pairs_path)
+    resolve_backend(opts)  # options checked before any work
     out = check_out_path(
         out, (pairs_path,), force=opts.force, ours=is_prediction_file, what="a prediction file",
         allow_stdout=True,
