@@ -60,6 +60,8 @@ def iter_jsonl(
             if allow_partial_last and i == len(lines) and not line.endswith("\n"):
                 return
             raise RecordError(f"{p}:{i}: malformed JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise RecordError(f"{p}:{i}: JSON nested too deeply to be a record") from None
         if not isinstance(obj, dict):
             raise RecordError(f"{p}:{i}: expected a JSON object, got {type(obj).__name__}")
         yield i, obj

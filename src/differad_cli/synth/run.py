@@ -84,7 +84,7 @@ def _finished(out: Path) -> dict[int, str]:
                 continue  # a partial last line from an interrupted write
             try:
                 obj = json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue
             m = _ID_RE.match(str(obj.get("id", ""))) if isinstance(obj, dict) else None
             if m is None:
