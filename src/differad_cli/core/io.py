@@ -122,7 +122,8 @@ def check_out_path(
         return Path(STDOUT)
     out = Path(out)
     if out.is_dir():
-        raise BadInput(f"{flag} {out} is a folder; give a file path such as {out / 'out.jsonl'}")
+        example = out / ("overlay.png" if image else "out.jsonl")
+        raise BadInput(f"{flag} {out} is a folder; give a file path such as {example}")
     for src in inputs:
         src = Path(src)
         same = out.exists() and src.exists() and os.path.samefile(out, src)
