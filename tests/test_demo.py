@@ -37,6 +37,8 @@ def test_demo_writes_everything_it_announces_and_resumes(tmp_path: Path) -> None
     assert (p["rl"] / "train_log.jsonl").read_text() == log
     assert again.metrics == result.metrics
     assert again.timings["train-cold"] < 1.0 and again.timings["train-rl"] < 1.0
+    kept = json.loads(p["summary"].read_text())["timings_s"]  # demo.json keeps the real run's timings
+    assert kept["train-cold"] == pytest.approx(result.timings["train-cold"])
 
 
 def test_demo_refuses_too_small_sets(tmp_path: Path) -> None:

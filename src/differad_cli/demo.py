@@ -68,11 +68,40 @@ def _has_checkpoint(run: Path) -> bool:
     return any(run.glob("checkpoint-*"))
 
 
-def _stage(name: str, timings: dict[str, float]) -> Any:
+class Timings(dict[str, float]):
+    """Seconds per stage, plus the stages a re-run skipped (their outputs were there): those keep the
+    timing of the run that did the work, read back from demo.json, instead of the near-zero skip time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: set[str] = set()
+
+    def for_summary(self, summary_path: Path) -> dict[str, float]:
+        """This run's timings, where a skipped stage keeps the one in the previous ``summary_path``."""
+        from differad_cli.core.errors import BadInput
+        from differad_cli.core.records import iter_jsonl
+
+        try:
+            rows = [obj for _, obj in iter_jsonl(summary_path)] if summary_path.is_file() else []
+        except BadInput:
+            rows = []
+        before = rows[0].get("timings_s") if rows else None
+        out = dict(self)
+        for name in self.skipped:
+            if isinstance(before, dict) and isinstance(before.get(name), (int, float)):
+                out[name] = float(before[name])
+        return out
+
+
+def _stage(name: str, timings: Timings) -> Any:
     class _Timer:
-        def __enter__(self) -> None:
+        def __enter__(self) -> _Timer:
             console.info(f"[demo] {name} ...")
             self.t = time.perf_counter()
+            return self
+
+        def skip(self) -> None:
+            timings.skipped.add(name)
 
         def __exit__(self, *exc: object) -> None:
             timings[name] = time.perf_counter() - self.t
@@ -106,10 +135,11 @@ def _paths(cfg: DemoConfig) -> dict[str, Path]:
     }
 
 
-def _data_and_model(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, float]) -> None:
+def _data_and_model(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -> None:
     from differad_cli.synth import SynthConfig, synthesize
 
-    with _stage("synth", timings):
+    with _stage("synth", timings) as stage:
+        generated = 0
         for key, n, seed in (
             ("train_pairs", cfg.n_train, cfg.seed),
             ("test_pairs", cfg.n_test, cfg.seed + 1),
@@ -117,16 +147,21 @@ def _data_and_model(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, 
             folder = paths[key].parent
             scfg = SynthConfig(out=folder, n=n, size=cfg.size, seed=seed, workers=1, resume=_done(paths[key]))
             summary = synthesize(scfg)
+            generated += summary.generated
             console.info(f"  {folder}: {summary.written} pairs, {summary.anomalous_share:.0%} anomalous")
+        if not generated:
+            stage.skip()
 
-    with _stage("tiny-model", timings):
-        if not _done(paths["tiny_model"] / "config.json"):
+    with _stage("tiny-model", timings) as stage:
+        if _done(paths["tiny_model"] / "config.json"):
+            stage.skip()
+        else:
             from differad_cli.models.tiny import build_tiny_model
 
             build_tiny_model(paths["tiny_model"], seed=cfg.seed)
 
 
-def _training(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, float]) -> None:
+def _training(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -> None:
     from differad_cli.train import train_cold, train_rl
 
     stages = (
@@ -134,8 +169,10 @@ def _training(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, float]
         ("train-rl", train_rl, RL_OPTIONS, paths["cold"], paths["rl"], cfg.rl_steps),
     )
     for name, train, options, model, run, steps in stages:
-        with _stage(name, timings):
-            if not _done(run / "config.json"):
+        with _stage(name, timings) as stage:
+            if _done(run / "config.json"):
+                stage.skip()
+            else:
                 train(
                     output_dir=run,
                     options={
@@ -149,7 +186,7 @@ def _training(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, float]
                 )
 
 
-def _evaluation(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, float]) -> dict[str, Any]:
+def _evaluation(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -> dict[str, Any]:
     from differad_cli.eval import EvalConfig, run_eval
     from differad_cli.predict import PredictOptions, predict_file
 
@@ -163,15 +200,17 @@ def _evaluation(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, floa
         ),
     )
     for name, folder, opts in runs:
-        with _stage(f"eval {name}", timings):
+        with _stage(f"eval {name}", timings) as stage:
             pred = folder / "predictions.jsonl"
-            if not _done(pred):
+            if _done(pred):
+                stage.skip()
+            else:
                 predict_file(paths["test_pairs"], pred, opts)
             metrics[name] = run_eval(EvalConfig(paths["test_pairs"], folder, pred=pred, overlays=4))
     return metrics
 
 
-def _one_prediction(cfg: DemoConfig, paths: dict[str, Path], timings: dict[str, float]) -> None:
+def _one_prediction(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -> None:
     from differad_cli.core.records import read_pairs, write_jsonl
     from differad_cli.predict import PredictOptions, predict_one
     from differad_cli.predict.run import write_overlay
@@ -192,15 +231,16 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     from differad_cli.core.records import write_jsonl
 
     paths = _paths(cfg)
-    timings: dict[str, float] = {}
+    timings = Timings()
     _data_and_model(cfg, paths, timings)
     _training(cfg, paths, timings)
     metrics = _evaluation(cfg, paths, timings)
     _one_prediction(cfg, paths, timings)
     summary_path = Path(cfg.out) / "demo.json"
+    kept = timings.for_summary(summary_path)
     write_jsonl(
         summary_path,
-        [{"paths": {k: str(v) for k, v in paths.items()}, "metrics": metrics, "timings_s": timings}],
+        [{"paths": {k: str(v) for k, v in paths.items()}, "metrics": metrics, "timings_s": kept}],
     )
     paths["summary"] = summary_path
     return DemoResult(paths=paths, metrics=metrics, timings=timings)

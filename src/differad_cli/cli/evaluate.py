@@ -36,7 +36,7 @@ def eval_command(
     from differad_cli.eval.run import run_eval
 
     backend = opts if opts.backend or opts.model or opts.endpoint else None  # refused beside --pred/--maps
-    metrics = run_eval(cfg, backend)
+    metrics = run_eval(cfg, backend, force=opts.force)
     if as_json:
         print(json.dumps(metrics, indent=2))
     else:

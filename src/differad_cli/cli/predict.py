@@ -49,7 +49,10 @@ def predict_cmd(
         typer.Argument(help="REF TGT, or with --ref: the targets.", show_default=False, metavar="IMAGE"),
     ] = None,
     pairs: Annotated[Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Batch mode: prediction records output.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Batch mode: prediction records output (- for stdout)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     overlay: Annotated[
         Path | None, typer.Option("--overlay", help="Write REF beside TGT with the box drawn (PNG).")
@@ -59,7 +62,7 @@ def predict_cmd(
     ] = True,
 ) -> None:
     from differad_cli.core.errors import BadInput
-    from differad_cli.predict.run import human_line, predict_file, predict_one, write_overlay
+    from differad_cli.predict.run import check_overlay, human_line, predict_file, predict_one, write_overlay
 
     images = list(images or [])
     if line.ref is not None or line.targets is not None or line.watch is not None:
@@ -80,9 +83,11 @@ def predict_cmd(
         )
     if out is not None:
         raise BadInput("--out is for batch mode (--pairs); use --json or --overlay for one pair")
+    if overlay is not None:
+        check_overlay(overlay, images[0], images[1], opts.force)  # before the prediction, which may be slow
     result = predict_one(images[0], images[1], opts)
     if overlay is not None:
-        write_overlay(overlay, result)
+        write_overlay(overlay, result, force=opts.force)
     print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))
 
 

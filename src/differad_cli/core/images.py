@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
+import threading
 import warnings
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -14,15 +20,17 @@ from differad_cli.core import console
 from differad_cli.core.errors import ImageError
 from differad_cli.core.io import IMAGE_SUFFIXES, atomic_write
 
-# Refuse decompression bombs ourselves (PIL's own limit only warns below 2x its default).
-DEFAULT_MAX_PIXELS = 100_000_000
+# Refuse decompression bombs ourselves, from the header, before any decoding: PIL's own threshold (above
+# it PIL only warns, up to twice as much), so no DecompressionBombWarning ever reaches the user either.
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+EXIF_ORIENTATION = 0x0112
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 cv2.setNumThreads(1)  # stages parallelize across processes; OpenCV's own pool would oversubscribe
 
 
-def image_size(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """(width, height) from the header alone; raises ImageError for missing/corrupt/oversized files."""
-    p = Path(path)
+def _header(p: Path, max_pixels: int) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) as stored; raises ImageError for missing/corrupt/oversized files."""
     if not p.is_file():
         raise ImageError(f"image not found: {p}")
     try:
@@ -30,9 +38,10 @@ def image_size(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as im:
                 w, h = im.size
+                orientation = im.getexif().get(EXIF_ORIENTATION, 1) if im.format in EXIF_FORMATS else 1
     except Image.DecompressionBombError as e:
         raise ImageError(f"refusing {p}: image is too large ({e})") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"cannot read image {p}: {e}") from None
     if w <= 0 or h <= 0:
         raise ImageError(f"cannot read image {p}: empty image")
@@ -41,7 +50,27 @@ def image_size(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
             f"refusing {p}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} "
             "(possible decompression bomb)"
         )
-    return w, h
+    return w, h, orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP", "PNG")
+
+
+def image_size(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) as every viewer shows the image (EXIF orientation applied), from the header alone."""
+    w, h, orientation = _header(Path(path), max_pixels)
+    return (h, w) if orientation >= 5 else (w, h)
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Stored pixels -> the displayed frame (EXIF orientation 1-8, as PIL's ImageOps.exif_transpose)."""
+    if orientation in (5, 6, 7, 8):
+        arr = {5: arr, 6: np.rot90(arr, -1), 7: arr[::-1, ::-1], 8: np.rot90(arr, 1)}[orientation]
+        if orientation in (5, 7):
+            arr = arr.swapaxes(0, 1)
+    else:
+        arr = {1: arr, 2: arr[:, ::-1], 3: arr[::-1, ::-1], 4: arr[::-1]}[orientation]
+    return np.ascontiguousarray(arr)
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -60,9 +89,46 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(a * (255.0 / (65535.0 if top > 255 else 255.0)) + 0.5, 0, 255).astype(np.uint8)
 
 
+_STDERR_LOCK = threading.Lock()
+LIBRARY_PREFIXES = ("libpng", "[ WARN", "[ERROR", "libjpeg", "libtiff", "TIFF")
+FATAL = ("libpng error", "Premature end of JPEG", "Not enough image data")
+
+
+@contextlib.contextmanager
+def _library_messages() -> Iterator[list[str]]:
+    """Collect what C libraries (libpng, libjpeg, OpenCV) print on file descriptor 2 while decoding, so
+    they become our one-line messages instead of stray lines; anything else written meanwhile is passed on."""
+    lines: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(
+                ln.strip() for ln in tmp.read().decode("utf-8", "replace").splitlines() if ln.strip()
+            )
+
+
 def _decode(p: Path) -> np.ndarray:
     data = np.fromfile(p, dtype=np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    with _library_messages() as msgs:
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    fatal = [m for m in msgs if any(f in m for f in FATAL)]
+    if fatal:  # OpenCV keeps the rows it got and fills the rest with black: refuse instead
+        raise ImageError(f"cannot read {p}: truncated or corrupt image data ({fatal[0]})")
+    for m in msgs:
+        if m.startswith(LIBRARY_PREFIXES) or "JPEG" in m:
+            console.warn(f"{p}: {m}")
+        else:  # not a decoder's line: another thread's output, passed on as it was
+            print(m, file=sys.stderr)
+    head = bytes(data[:8])
+    if arr is None and (head.startswith(PNG_SIGNATURE) or head.startswith(b"\xff\xd8")):
+        raise ImageError(f"cannot read {p}: corrupt image data")
     if arr is not None:
         if arr.ndim == 3 and arr.shape[2] == 4:
             arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
@@ -78,14 +144,14 @@ def _decode(p: Path) -> np.ndarray:
 
 def _read(path: str | os.PathLike[str], what: str, max_pixels: int) -> np.ndarray:
     p = Path(path)
-    image_size(p, max_pixels)
+    _, _, orientation = _header(p, max_pixels)
     try:
         arr = _decode(p)
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"cannot read {what} {p}: {e}") from None
     if arr is None or arr.size == 0:
         raise ImageError(f"cannot read {what} {p}: no pixel data")
-    return arr
+    return _orient(arr, orientation)
 
 
 def load_rgb(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -118,8 +184,35 @@ def load_mask(
     return arr > top / 2 if top > 0 else np.zeros(arr.shape, dtype=bool)
 
 
-def encode_png(arr: np.ndarray, level: int = 1) -> bytes:
-    """PNG bytes of an RGB (H, W, 3) or gray/bool (H, W) array at zlib ``level`` (0-9)."""
+TAG_KEY = b"Software"
+_IHDR_END = 8 + 4 + 4 + 13 + 4  # signature, then the IHDR chunk (length, type, 13 data bytes, CRC)
+
+
+def _tagged(png: bytes, tag: str) -> bytes:
+    """``png`` with a tEXt chunk "Software: <tag>" right after IHDR: how we recognise our own pictures."""
+    data = TAG_KEY + b"\0" + tag.encode("latin-1")
+    chunk = len(data).to_bytes(4, "big") + b"tEXt" + data
+    chunk += zlib.crc32(chunk[4:]).to_bytes(4, "big")
+    return png[:_IHDR_END] + chunk + png[_IHDR_END:]
+
+
+def png_tag(path: str | os.PathLike[str]) -> str | None:
+    """The tag :func:`encode_png` wrote into ``path``, or None (not a PNG of ours)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_IHDR_END + 8 + 256)
+    except OSError:
+        return None
+    if not head.startswith(PNG_SIGNATURE) or head[_IHDR_END + 4 : _IHDR_END + 8] != b"tEXt":
+        return None
+    n = int.from_bytes(head[_IHDR_END : _IHDR_END + 4], "big")
+    key, _, value = head[_IHDR_END + 8 : _IHDR_END + 8 + n].partition(b"\0")
+    return value.decode("latin-1") if key == TAG_KEY else None
+
+
+def encode_png(arr: np.ndarray, level: int = 1, tag: str | None = None) -> bytes:
+    """PNG bytes of an RGB (H, W, 3) or gray/bool (H, W) array at zlib ``level`` (0-9), tagged with
+    ``tag`` (a tEXt chunk) when given."""
     a = np.asarray(arr)
     if a.dtype == bool:
         a = a.astype(np.uint8) * 255
@@ -128,11 +221,11 @@ def encode_png(arr: np.ndarray, level: int = 1) -> bytes:
     ok, buf = cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, int(level)])
     if not ok:
         raise ImageError("PNG encoding failed")
-    return buf.tobytes()
+    return _tagged(buf.tobytes(), tag) if tag else buf.tobytes()
 
 
-def save_png(path: str | os.PathLike[str], arr: np.ndarray, level: int = 1) -> None:
-    atomic_write(path, encode_png(arr, level))
+def save_png(path: str | os.PathLike[str], arr: np.ndarray, level: int = 1, tag: str | None = None) -> None:
+    atomic_write(path, encode_png(arr, level, tag))
 
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:

@@ -1,13 +1,20 @@
-"""The one atomic writer, and the output-path check every stage runs before it starts work.
+"""The one atomic writer, and the output rules every stage runs before it starts work.
 
 Readers never see a partial file, and the result has the permissions a plain open() would give: mkstemp
-alone creates 0600 files, unreadable to the rest of a team or to a CI user."""
+alone creates 0600 files, unreadable to the rest of a team or to a CI user.
+
+Output rules (one place, every command): ``-`` is standard output; a FIFO, character device or other
+non-regular file is written in place (renaming over ``/dev/stdout`` would replace the device with a file);
+an existing regular file is replaced atomically only when it is ours (recognised from its content) or the
+user passed ``--force``, never silently."""
 
 from __future__ import annotations
 
 import os
+import stat
+import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from differad_cli.core.errors import BadInput
@@ -21,30 +28,74 @@ def _file_mode() -> int:
 
 FILE_MODE = _file_mode()
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+STDOUT = "-"
+
+
+def is_stdout(path: str | os.PathLike[str]) -> bool:
+    return os.fspath(path) == STDOUT
+
+
+def is_special(path: str | os.PathLike[str]) -> bool:
+    """An existing target that is neither a regular file nor a folder (FIFO, device, socket)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _chunks(data: bytes | str | Iterable[str]) -> Iterable[bytes]:
+    if isinstance(data, bytes):
+        yield data
+    elif isinstance(data, str):
+        yield data.encode("utf-8")
+    else:
+        for line in data:
+            yield line.encode("utf-8") + b"\n"
+
+
+def _write_in_place(path: str | os.PathLike[str], data: bytes | str | Iterable[str]) -> None:
+    """Standard output or a special file: written through, nothing renamed."""
+    if is_stdout(path):
+        out = sys.stdout.buffer
+        for chunk in _chunks(data):
+            out.write(chunk)
+        out.flush()
+        return
+    with open(path, "wb") as f:
+        for chunk in _chunks(data):
+            f.write(chunk)
 
 
 def publish(tmp: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
-    """Give a finished temporary file the usual permissions and rename it over ``dest``."""
+    """Give a finished temporary file the usual permissions and rename it over ``dest`` (or copy it into a
+    special file such as a FIFO, which a rename would replace)."""
+    if is_stdout(dest) or is_special(dest):
+        with open(tmp, "rb") as f:
+            _write_in_place(dest, iter(lambda: f.read(1 << 20), b""))  # type: ignore[arg-type]
+        os.unlink(tmp)
+        return
     os.chmod(tmp, FILE_MODE)
     os.replace(tmp, Path(dest))
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str | Iterable[str]) -> None:
     """Write ``data`` (bytes, text, or lines written with a newline each) under a temporary name in the same
-    folder, then rename it into place: an interrupted write leaves the old file (or nothing) behind."""
+    folder, then rename it into place: an interrupted write leaves the old file (or nothing) behind.
+    ``-`` and special files (FIFO, /dev/stdout) are written in place instead."""
+    if is_stdout(path) or is_special(path):
+        _write_in_place(path, data)
+        return
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as e:
+        raise BadInput(f"cannot write {p}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            if isinstance(data, bytes):
-                f.write(data)
-            elif isinstance(data, str):
-                f.write(data.encode("utf-8"))
-            else:
-                for line in data:
-                    f.write(line.encode("utf-8"))
-                    f.write(b"\n")
+            for chunk in _chunks(data):
+                f.write(chunk)
         publish(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -52,25 +103,75 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Iterable[str]
 
 
 def check_out_path(
-    out: str | os.PathLike[str], inputs: tuple[str | os.PathLike[str], ...] = (), flag: str = "--out"
+    out: str | os.PathLike[str],
+    inputs: tuple[str | os.PathLike[str], ...] = (),
+    flag: str = "--out",
+    *,
+    force: bool = False,
+    ours: Callable[[Path], bool] | None = None,
+    what: str = "an output of differad",
+    image: bool = False,
+    allow_stdout: bool = False,
 ) -> Path:
-    """Refuse, before any work, an output file that cannot be written or would destroy an input: an
-    existing folder, one of ``inputs``, an image file, or a path whose parent cannot be created/written."""
+    """Refuse, before any work, an output file that cannot be written or would destroy something: an
+    existing folder, one of ``inputs``, an image file (unless ``image``), a path whose parent cannot be
+    created/written, or an existing regular file that ``ours`` does not recognise (unless ``force``)."""
+    if is_stdout(out):
+        if not allow_stdout:
+            raise BadInput(f"{flag} - (standard output) is not supported here; give a file path")
+        return Path(STDOUT)
     out = Path(out)
     if out.is_dir():
-        raise BadInput(f"{flag} {out} is a folder; give a file path such as {out / 'out.jsonl'}")
+        example = out / ("overlay.png" if image else "out.jsonl")
+        raise BadInput(f"{flag} {out} is a folder; give a file path such as {example}")
     for src in inputs:
         src = Path(src)
         same = out.exists() and src.exists() and os.path.samefile(out, src)
         if same or out.resolve() == src.resolve():
             raise BadInput(f"{flag} {out} is the input {src}; writing it would replace the input")
-    if out.suffix.lower() in IMAGE_SUFFIXES:
+    if is_special(out):
+        return out  # written in place
+    if not image and out.suffix.lower() in IMAGE_SUFFIXES:
         raise BadInput(f"{flag} {out} names an image; give a .jsonl path (it would be overwritten)")
     parent = out.resolve().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise BadInput(f"{flag} {out}: cannot create its folder ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"{flag} {out}: folder {parent} is not writable")
+    if out.is_file() and out.stat().st_size > 0 and not force and not (ours is not None and ours(out)):
+        raise BadInput(
+            f"{flag} {out} exists and is not {what}; pass --force to replace it or choose another path"
+        )
+    return out
+
+
+def check_out_dir(
+    out: str | os.PathLike[str],
+    owned: tuple[str, ...],
+    ours: Callable[[Path], bool],
+    *,
+    flag: str = "--out",
+    force: bool = False,
+) -> Path:
+    """Refuse an output folder holding files we would overwrite (names in ``owned``) that ``ours`` does
+    not recognise as a previous run of ours (unless ``force``), or a folder that cannot be written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{flag} {out} is a file; give a folder")
+    clash = [name for name in owned if (out / name).exists()]
+    if clash and not force and not ours(out):
+        names = ", ".join(str(out / n) for n in clash[:3])
+        raise BadInput(
+            f"{flag} {out} holds {names} not written by differad; "
+            "pass --force to overwrite or choose another folder"
+        )
+    parent = out if out.exists() else out.resolve().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BadInput(f"{flag} {out}: cannot write there ({parent} is not a folder)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise BadInput(f"{flag} {out}: folder {parent} is not writable")
     return out

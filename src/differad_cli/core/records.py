@@ -60,6 +60,8 @@ def iter_jsonl(
             if allow_partial_last and i == len(lines) and not line.endswith("\n"):
                 return
             raise RecordError(f"{p}:{i}: malformed JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise RecordError(f"{p}:{i}: JSON nested too deeply to be a record") from None
         if not isinstance(obj, dict):
             raise RecordError(f"{p}:{i}: expected a JSON object, got {type(obj).__name__}")
         yield i, obj
@@ -325,3 +327,12 @@ def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:
 
 def write_predictions(path: str | os.PathLike[str], preds: Iterable[Prediction]) -> None:
     write_jsonl(path, (pr.to_dict() for pr in preds))
+
+
+def is_prediction_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` holds prediction records only (a file of ours that a new run may replace)."""
+    try:
+        rows = list(iter_jsonl(path))
+        return bool(rows) and all("id" in obj and "valid" in obj and "box" in obj for _, obj in rows)
+    except (BadInput, OSError, RecursionError):
+        return False

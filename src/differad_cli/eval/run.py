@@ -3,19 +3,31 @@ predictions (run first, resumable, into OUT/predictions.jsonl)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from differad_cli.core import console
 from differad_cli.core.errors import BadInput, ImageError
 from differad_cli.core.images import image_size
+from differad_cli.core.io import check_out_dir
 from differad_cli.core.records import Pair, read_pairs, read_predictions
 from differad_cli.eval.config import EvalConfig
 from differad_cli.eval.maps import evaluate_maps
 from differad_cli.eval.score import evaluate
 from differad_cli.predict.config import PredictOptions, resolve_backend
 
+OWNED = ("metrics.json", "scores.jsonl", "report.md", "iou_hist.png", "overlays")
 
-def run_eval(cfg: EvalConfig, backend: PredictOptions | None = None) -> dict:
+
+def _is_eval_folder(out: Path) -> bool:
+    """A folder an earlier `differad eval` wrote: its metrics.json is a JSON object."""
+    try:
+        return isinstance(json.loads((out / "metrics.json").read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
+def run_eval(cfg: EvalConfig, backend: PredictOptions | None = None, *, force: bool = False) -> dict:
     """Validate the inputs, then score predictions, anomaly maps, or (``backend`` given) a backend's
     predictions, run first into OUT/predictions.jsonl (resumable)."""
     cfg.validate()
@@ -24,6 +36,7 @@ def run_eval(cfg: EvalConfig, backend: PredictOptions | None = None) -> dict:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} is a file; give a folder for metrics.json and report.md")
+    check_out_dir(out, OWNED, _is_eval_folder, force=force or (backend is not None and backend.force))
     pairs = read_pairs(cfg.pairs)
     warn_stale_sizes(pairs)
     notes = [f"pairs: {cfg.pairs} ({len(pairs)} records)"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from differad_cli.core.errors import BadInput
+from differad_cli.core.io import check_out_dir
 from differad_cli.models.presets import (
     MODEL_CLASSES,
     Preset,
@@ -219,6 +220,7 @@ def build_tiny_model(
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"output folder exists and is not empty: {out}")
+    check_out_dir(out, (), lambda _: True, flag="OUT")  # a read-only parent: refused before the slow imports
     quiet_accelerator_probe()
     import torch
     import transformers
@@ -252,8 +254,11 @@ def build_tiny_model(
         image_processor=image_processor, tokenizer=tok, chat_template=tok.chat_template
     )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise BadInput(f"cannot create {out}: {e.strerror or e}") from None
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)

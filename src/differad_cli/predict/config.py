@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,27 @@ class PredictOptions:
         ),
     )
     seed: int = field(default=0, metadata=_h("Seed for every random choice (reproducible by default)."))
+    force: bool = field(
+        default=False,
+        metadata=_h(
+            "Replace an existing output file that differad did not write (default: refuse).", "--force"
+        ),
+    )
+
+
+def check_ranges(opts: PredictOptions) -> None:
+    """Numeric options out of range are bad input, whatever the backend (a negative concurrency or a zero
+    answer length would otherwise pass silently, or fail later with a confusing message)."""
+    at_least = {
+        "--num-processes": (opts.num_processes, 1), "--batch-size": (opts.batch_size, 1),
+        "--max-new-tokens": (opts.max_new_tokens, 1), "--concurrency": (opts.concurrency, 1),
+        "--retries": (opts.retries, 0),
+    }  # fmt: skip
+    for flag, (value, low) in at_least.items():
+        if value < low:
+            raise BadInput(f"{flag} must be at least {low}, got {value}")
+    if not math.isfinite(opts.timeout) or opts.timeout <= 0:
+        raise BadInput(f"--timeout must be a number of seconds above 0, got {opts.timeout:g}")
 
 
 @dataclass
@@ -95,8 +117,7 @@ def resolve_backend(opts: PredictOptions) -> str:
         raise BadInput("--backend hf needs --model PATH (a local checkpoint or LoRA adapter folder)")
     if name == "hf" and not Path(opts.model).is_dir():  # before the slow torch/transformers import
         raise BadInput(f"model folder not found: {opts.model}")
-    if opts.num_processes < 1:
-        raise BadInput(f"--num-processes must be at least 1, got {opts.num_processes}")
+    check_ranges(opts)
     if name == "openai" and not opts.endpoint:
         raise BadInput("--backend openai needs --endpoint URL (and --model NAME)")
     return name

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,15 +25,22 @@ from differad_cli.core import console
 from differad_cli.core.boxes import ZERO_BOX
 from differad_cli.core.errors import BadInput
 from differad_cli.core.images import image_size, load_pair_images
-from differad_cli.core.io import atomic_write, check_out_path
-from differad_cli.core.records import Pair, Prediction, dumps, iter_jsonl, write_predictions
-from differad_cli.predict.backends import Backend, make_backend
+from differad_cli.core.io import atomic_write, check_out_path, is_special, is_stdout
+from differad_cli.core.records import (
+    Pair,
+    Prediction,
+    dumps,
+    is_prediction_file,
+    iter_jsonl,
+    write_predictions,
+)  # fmt: skip
+from differad_cli.predict.backends import Backend, iter_predictions, make_backend
 from differad_cli.predict.config import PredictOptions, resolve_backend
 
 RESUME_KEY = "_differad_resume"
 # options that change how predictions are obtained, never what they are: changing them keeps a resume file
 NOT_IN_FINGERPRINT = (
-    "api_key", "batch_size", "concurrency", "timeout", "retries", "device", "num_processes",
+    "api_key", "batch_size", "concurrency", "timeout", "retries", "device", "num_processes", "force",
 )  # fmt: skip
 
 
@@ -104,6 +112,7 @@ def result_dict(
     }
 
 
+OVERLAY_TAG = "differad overlay"
 MAX_EXPLANATION = 300  # characters on the human line; --json keeps the whole text
 
 
@@ -120,21 +129,33 @@ def human_line(result: dict[str, Any]) -> str:
     return f"normal: no anomaly found{why}"
 
 
+def check_overlay(out: str | os.PathLike[str], ref: str | os.PathLike[str], tgt: str | os.PathLike[str],
+                  force: bool = False) -> Path:  # fmt: skip
+    """Before any work: a writable path, not a picture of the user's (ours carry a PNG tag)."""
+    from differad_cli.core.images import png_tag
+
+    return check_out_path(
+        out, (ref, tgt), "--overlay", force=force, ours=lambda p: png_tag(p) == OVERLAY_TAG,
+        what="a differad overlay", image=True,
+    )  # fmt: skip
+
+
 def write_overlay(
-    out: str | os.PathLike[str], result: dict[str, Any], gt_box: list[int] | None = None
+    out: str | os.PathLike[str], result: dict[str, Any], gt_box: list[int] | None = None, force: bool = False
 ) -> None:
     """The picture of one prediction (``predict_one``'s result): reference | target with the predicted box
-    (and the ground truth when known), the verdict and explanation as caption (PNG, written atomically)."""
+    (and the ground truth when known), the verdict and explanation as caption (PNG, written atomically,
+    tagged as ours so a re-run may replace it while a picture of the user's is refused without ``force``)."""
     from differad_cli.core.images import save_png
     from differad_cli.core.overlays import draw_overlay
 
+    out = check_overlay(out, result["ref"], result["tgt"], force)
     r, t = load_pair_images(result["ref"], result["tgt"])
     pred = tuple(result["box"]) if result["valid"] else None
     verdict = "invalid answer" if not result["valid"] else "anomalous" if result["label"] else "normal"
     why = explanation(result.get("text"))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_png(out, draw_overlay(r, t, gt_box, pred, caption=f"{verdict}" + (f": {why}" if why else "")))
+    caption = verdict + (f": {why}" if why else "")
+    save_png(out, draw_overlay(r, t, gt_box, pred, caption=caption), tag=OVERLAY_TAG)
 
 
 # ---------------------------------------------------------------------------------------------- batch
@@ -186,8 +207,15 @@ def predict_file(
     ``shard=(k, n)`` is one of those shards: pairs ``k::n``."""
     from differad_cli.core.records import read_pairs
 
-    pairs_path, out = Path(pairs_path), check_out_path(out, (pairs_path,))
+    pairs_path = Path(pairs_path)
+    resolve_backend(opts)  # options checked before any work
+    out = check_out_path(
+        out, (pairs_path,), force=opts.force, ours=is_prediction_file, what="a prediction file",
+        allow_stdout=True,
+    )  # fmt: skip
     pairs = read_pairs(pairs_path) if pairs is None else pairs
+    if is_stdout(out) or is_special(out):
+        return _stream(pairs, out, opts, chunk)
     if shard is None and opts.num_processes > 1:
         from differad_cli.predict.shards import predict_sharded
 
@@ -210,14 +238,44 @@ def predict_file(
         chunks = [todo[s : s + step] for s in range(0, len(todo), step)]
         with part.open("a", encoding="utf-8") as f:
             for batch in console.progress(chunks, total=len(chunks), desc="predict", unit="chunk"):
-                for pred in backend.predict(batch):
+                for pred in iter_predictions(backend, batch):  # each answer durable as it arrives
                     done[pred.id] = pred
                     f.write(dumps(pred.to_dict()) + "\n")
-                f.flush()
+                    f.flush()
     preds = [done[p.id] for p in pairs]
     write_predictions(out, preds)
     part.unlink(missing_ok=True)
+    _summary(preds, out)
+    return preds
+
+
+def _stream(pairs: list[Pair], out: Path, opts: PredictOptions, chunk: int) -> list[Prediction]:
+    """``--out -`` or a FIFO/device: records written through in input order as they arrive, no resume file
+    (nothing is created beside a device) and nothing renamed over the target."""
+    if opts.num_processes > 1:
+        raise BadInput("--num-processes > 1 needs a regular --out file (results are merged from shards)")
+    backend = make_backend(opts)
+    got: dict[str, Prediction] = {}
+    preds: list[Prediction] = []
+    step = max(chunk, opts.batch_size, opts.concurrency)
+    sink = sys.stdout if is_stdout(out) else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        for s in range(0, len(pairs), step):
+            for pred in iter_predictions(backend, pairs[s : s + step]):
+                got[pred.id] = pred
+                while len(preds) < len(pairs) and pairs[len(preds)].id in got:
+                    preds.append(got[pairs[len(preds)].id])
+                    sink.write(dumps(preds[-1].to_dict()) + "\n")
+                sink.flush()
+    finally:
+        if sink is not sys.stdout:
+            sink.close()
+    _summary(preds, out)
+    return preds
+
+
+def _summary(preds: list[Prediction], out: Path) -> None:
     n_ano = sum(p.is_anomalous for p in preds)
     n_bad = sum(not p.valid for p in preds)
-    console.info(f"wrote {len(preds)} prediction(s) to {out}: {n_ano} anomalous, {n_bad} invalid")
-    return preds
+    where = "standard output" if is_stdout(out) else out
+    console.info(f"wrote {len(preds)} prediction(s) to {where}: {n_ano} anomalous, {n_bad} invalid")

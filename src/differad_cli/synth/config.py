@@ -54,6 +54,12 @@ class SynthConfig:
     resume: bool = field(
         default=False, metadata=_help("Continue an interrupted run in --out instead of refusing to touch it.")
     )
+    force: bool = field(
+        default=False,
+        metadata=_help(
+            "Write into an --out folder holding ref/, tgt/, mask/ or synth.json but no pairs.jsonl."
+        ),
+    )
     png_level: int = field(
         default=1, metadata=_help("PNG zlib level 0-9 (1: fast with most of the size gain; see bench_synth).")
     )

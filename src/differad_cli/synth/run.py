@@ -29,7 +29,7 @@ from typing import Any
 from differad_cli.core import console
 from differad_cli.core.boxes import area
 from differad_cli.core.errors import BadInput
-from differad_cli.core.io import atomic_write
+from differad_cli.core.io import atomic_write, check_out_dir
 from differad_cli.core.records import iter_jsonl
 from differad_cli.synth.config import SynthConfig, SynthSummary
 from differad_cli.synth.pool import (
@@ -47,7 +47,7 @@ _ID_RE = re.compile(r"^synth-(\d{6,})$")
 
 
 def _settings(cfg: SynthConfig, normals: list[Path], textures: list[Path]) -> dict[str, Any]:
-    skip = {"out", "n", "workers", "resume"}
+    skip = {"out", "n", "workers", "resume", "force"}
     d = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in skip}
     d["normals"] = None if cfg.normals is None else str(cfg.normals)
     d["textures"] = None if cfg.textures is None else str(cfg.textures)
@@ -56,9 +56,11 @@ def _settings(cfg: SynthConfig, normals: list[Path], textures: list[Path]) -> di
     return d
 
 
-def _prepare_out(out: Path) -> None:
+def _prepare_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out must be a folder, got a file: {out}")
+    # the manifest is written before any picture, so a folder of ours always has one
+    check_out_dir(out, ("ref", "tgt", "mask", SETTINGS), lambda d: (d / MANIFEST).is_file(), force=force)
     try:
         for sub in ("ref", "tgt", "mask"):
             (out / sub).mkdir(parents=True, exist_ok=True)
@@ -82,7 +84,7 @@ def _finished(out: Path) -> dict[int, str]:
                 continue  # a partial last line from an interrupted write
             try:
                 obj = json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue
             m = _ID_RE.match(str(obj.get("id", ""))) if isinstance(obj, dict) else None
             if m is None:
@@ -137,7 +139,7 @@ def synthesize(cfg: SynthConfig) -> SynthSummary:
             f"{manifest} already holds {existing} records; pass --resume to continue that run "
             "or choose a new --out folder"
         )
-    _prepare_out(out)
+    _prepare_out(out, cfg.force)
     _write_settings(cfg, out, _settings(cfg, normals, textures), existing)
 
     done = _finished(out) if cfg.resume else {}

@@ -72,6 +72,30 @@ def route_logs(trainer: Any, output_dir: str | os.PathLike[str], checkpoint: str
     trainer.add_callback(LogLines())
 
 
+def quiet_resume(trainer: Any, checkpoint: str | None, weights_loaded: bool) -> None:
+    """One line "resumed from checkpoint-N" instead of transformers' missing/unexpected key lists (~4 KB,
+    every weight named, reading like corruption). With a full checkpoint the weights were already loaded by
+    us (``weights_loaded``), so the trainer's reload under legacy names is expected to mismatch: said only
+    with --verbose. Otherwise (adapters) a mismatch is worth one counted warning."""
+    if checkpoint is None:
+        return
+
+    def after_load(load_result: Any) -> None:
+        missing, unexpected = len(load_result.missing_keys), len(load_result.unexpected_keys)
+        if not missing and not unexpected:
+            return
+        line = (
+            f"{Path(checkpoint).name}: trainer reload saw {missing} missing and {unexpected} unexpected keys"
+        )
+        if weights_loaded:
+            console.debug(line + " (the weights were loaded from the checkpoint before training)")
+        else:
+            console.warn(line)
+
+    trainer._issue_warnings_after_load = after_load
+    console.info(f"resumed from {Path(checkpoint).name}")
+
+
 def make_eval_callback(pairs: list[Pair], cfg: Any, family: str, output_dir: str | os.PathLike[str]) -> Any:
     """Periodic evaluation with the paper's metrics on held-out pairs, generating through the predict helper's
     HFBackend on the in-training model (greedy, canonical prompt); results go to the log and to

@@ -16,8 +16,9 @@ from typing import Any
 from differad_cli.core import console
 from differad_cli.core.errors import BadInput
 from differad_cli.core.records import Pair, check_files, read_pairs
-from differad_cli.train.callbacks import make_eval_callback, route_logs
+from differad_cli.train.callbacks import make_eval_callback, quiet_resume, route_logs
 from differad_cli.train.model import (
+    full_checkpoint,
     load_trainable,
     lora_config,
     save_final,
@@ -82,6 +83,7 @@ def train_and_save(trainer: Any, run: Setup, output_dir: str | os.PathLike[str],
         cb.trainer = trainer
     route_logs(trainer, output_dir, run.checkpoint)
     console.info(banner)
+    quiet_resume(trainer, run.checkpoint, weights_loaded=full_checkpoint(run.checkpoint) is not None)
     trainer.train(resume_from_checkpoint=run.checkpoint)
     save_final(trainer, run.processor, run.cfg, output_dir)
     return summary(trainer, output_dir, {"family": run.family, "pairs": len(run.pairs)})

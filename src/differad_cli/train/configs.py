@@ -8,6 +8,7 @@ config or to TRL's config class; anything else is a clear error rather than a si
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +239,31 @@ def _activation_checkpointing(trl_cls: type, values: dict[str, Any]) -> None:
                 values[new] = value
 
 
+def check_numbers(values: dict[str, Any], trl_cls: type) -> None:
+    """TRL takes ``learning_rate: "fast"`` or NaN and fails (or trains on NaN) much later: every option whose
+    TRL default is a number must be a finite number (a numeric string, as YAML reads 1e-5, is converted)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(trl_cls)}
+    for key, value in list(values.items()):
+        default = defaults.get(key)
+        if isinstance(default, bool) or not isinstance(default, (int, float)) or value is None:
+            continue
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+                if not isinstance(default, float) and number.is_integer():
+                    number = int(number)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise BadInput(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(number):
+            raise BadInput(f"{key} must be a finite number, got {value}")
+        values[key] = number
+    if values.get("learning_rate") is not None and values["learning_rate"] <= 0:
+        raise BadInput(f"learning_rate must be above 0, got {values['learning_rate']}")
+
+
 def build_configs(
     kind: str, *, recipe: str | os.PathLike[str] | None, cli: dict[str, Any], output_dir: str
 ) -> tuple[TrainConfig, Any]:
@@ -308,6 +334,7 @@ def build_configs(
                 "generates G completions per unique prompt); use --max-resample 0, vllm_mode colocate, "
                 "or --num-processes 1"
             )
+    check_numbers(trl_values, trl_cls)
     _activation_checkpointing(trl_cls, trl_values)
     try:
         trl_cfg = trl_cls(**trl_values)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 from differad_cli.core.records import Pair, Prediction
@@ -14,6 +15,14 @@ from differad_cli.predict.config import PredictOptions, resolve_backend
 
 class Backend(Protocol):
     def predict(self, pairs: list[Pair]) -> list[Prediction]: ...
+
+
+def iter_predictions(backend: Backend, pairs: list[Pair]) -> Iterator[Prediction]:
+    """Predictions as they arrive: a backend with ``predict_iter`` (the endpoint client) yields each one the
+    moment its answer comes back, in completion order, so the runner can make it durable at once; the others
+    give a whole call's worth in order."""
+    stream = getattr(backend, "predict_iter", None)
+    yield from (stream(pairs) if stream is not None else backend.predict(pairs))
 
 
 def make_backend(opts: PredictOptions) -> Backend:

@@ -1,31 +1,36 @@
 """The ``openai`` backend: any OpenAI-compatible chat/completions endpoint (vLLM, SGLang, LMDeploy, ...).
 
-Both images travel inline as base64 PNG data URLs in ``image_url`` content parts, reference first. Only
-the stdlib (urllib + a thread pool) is used. Transient failures (connection refused, timeouts, HTTP 429
-and 5xx, replies broken mid-way or not HTTP at all) are retried with exponential backoff a bounded
-number of times, then reported as one clear error; other HTTP errors (bad key, unknown model) fail at
-once. A reply that is not a chat completion, or an answer without a box, becomes an invalid prediction,
-never a crash.
+Both images travel inline as base64 PNG data URLs in ``image_url`` content parts, reference first. Only the
+stdlib (urllib + a thread pool) is used: httpx and the ``openai`` package bound each phase (connect, each
+read) but not a request's total time either, so a deadline watchdog would be needed over them too, and
+urllib keeps the package free of another dependency. Each request has a total deadline (``timeout``, connect
++ all reads) and a size cap (MAX_RESPONSE_BYTES). Transient failures (connection refused, timeouts, HTTP 429
+and 5xx, replies broken mid-way or not HTTP at all) are retried with exponential backoff a bounded number of
+times, then reported as one clear error; other HTTP errors (bad key, unknown model) fail at once. A reply
+that is not a chat completion, or an answer without a box, becomes an invalid prediction, never a crash.
 
-Coordinates: a remote model's family cannot be read from a config, so the user names it (``family``).
-The default is ``qwen3_vl`` (0-1000 normalized): the paper's deployed model is a Qwen3-VL, and the
-normalized convention does not depend on the server's resize settings. For ``qwen2_5_vl`` the resized
-size is computed with Qwen's rule from ``min_pixels``/``max_pixels``, which must match the server's image
-processor (defaults: Qwen2.5-VL's published 3136 / 12845056).
+Coordinates: a remote model's family cannot be read from a config, so the user names it (``family``). The
+default is ``qwen3_vl`` (0-1000 normalized): the paper's deployed model is a Qwen3-VL, and the normalized
+convention does not depend on the server's resize settings. For ``qwen2_5_vl`` the resized size is computed
+with Qwen's rule from ``min_pixels``/``max_pixels``, which must match the server's image processor
+(defaults: Qwen2.5-VL's published 3136 / 12845056).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +48,9 @@ MAX_BACKOFF_S = 10.0
 MAX_TEXT = 4000  # keep at most this much of a garbage reply in the prediction record
 
 
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a chat completion is a few KB; more is a broken or hostile server
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """urllib would re-send the Authorization header to wherever a redirect points: follow none."""
 
@@ -50,7 +58,75 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+class _Deadline:
+    """One request's total deadline (connect + every read). Socket timeouts bound each read alone, so a
+    server dripping a byte a second could hold a request for ever; at the deadline the socket is shut down,
+    which ends any blocked read at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            if sock is not None:
+                self._socks.append(sock)
+            if self.expired:
+                self._shut()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        for sock in self._socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """urllib (proxies, HTTPS defaults) with connections that report their socket to ``deadline``."""
+
+    def tracked(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+        class Conn(base):  # type: ignore[misc, valid-type]
+            def connect(self) -> None:
+                super().connect()
+                deadline.attach(self.sock)
+
+        return Conn
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req):  # type: ignore[no-untyped-def]
+            return self.do_open(tracked(http.client.HTTPConnection), req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req):  # type: ignore[no-untyped-def]
+            return self.do_open(tracked(http.client.HTTPSConnection), req, context=self._context)
+
+    return urllib.request.build_opener(_NoRedirect, HTTP, HTTPS)
+
+
+def _read_capped(resp: http.client.HTTPResponse, url: str) -> bytes:
+    """The whole body, refusing one larger than MAX_RESPONSE_BYTES (a 50 MB answer is not an answer)."""
+    buf = bytearray()
+    while chunk := resp.read(65536):
+        buf += chunk
+        if len(buf) > MAX_RESPONSE_BYTES:
+            raise EndpointError(
+                f"endpoint {url} sent a reply over {MAX_RESPONSE_BYTES // (1024 * 1024)} MB; refusing it"
+            )
+    if resp.length:  # the connection closed before Content-Length bytes came
+        raise http.client.IncompleteRead(bytes(buf), resp.length)
+    return bytes(buf)
+
 
 # Qwen2.5-VL's published image-processor limits (preprocessor_config.json), what a stock server uses
 QWEN25_MIN_PIXELS = 56 * 56  # 3136
@@ -105,7 +181,7 @@ def completion_content(body: bytes) -> str | None:
     try:
         obj = json.loads(body)
         content = obj["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
         return None
     if isinstance(content, list):  # some servers return content parts
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
@@ -156,9 +232,15 @@ class OpenAIBackend:
                 console.debug(f"retry {attempt}/{self.cfg.retries} in {delay:.1f}s: {last}")
                 time.sleep(delay)
             req = urllib.request.Request(self.url, data=payload, headers=headers, method="POST")
+            deadline = _Deadline(self.cfg.timeout)
             try:
-                with _OPENER.open(req, timeout=self.cfg.timeout) as resp:
-                    return resp.read()
+                with _opener(deadline).open(req, timeout=self.cfg.timeout) as resp:
+                    body = _read_capped(resp, self.url)
+                if not deadline.expired:
+                    return body
+                last = f"no answer within {self.cfg.timeout:g}s"
+            except EndpointError:
+                raise
             except urllib.error.HTTPError as e:
                 if 300 <= e.code < 400:
                     raise EndpointError(
@@ -182,6 +264,10 @@ class OpenAIBackend:
                 )
             except (ConnectionError, OSError) as e:
                 last = f"connection failed ({e})"
+            finally:
+                deadline.cancel()
+            if deadline.expired:
+                last = f"no answer within {self.cfg.timeout:g}s"
         raise EndpointError(f"endpoint {self.url} failed after {attempts} attempt(s): {last}")
 
     def _resized(self, width: int, height: int) -> tuple[int, int] | None:
@@ -199,7 +285,9 @@ class OpenAIBackend:
         box, valid = parse_prediction(content, self.cfg.family, width, height, self._resized(width, height))
         return Prediction(pid, box, valid, content)
 
-    def predict(self, pairs: list[Pair]) -> list[Prediction]:
+    def _indexed(self, pairs: list[Pair]) -> Iterator[tuple[int, Prediction]]:
+        """(position, prediction) as each answer arrives. After a failure no new request starts, the answers
+        already in flight are still yielded, then the first error is raised: nothing received is lost."""
         from differad_cli.core.images import load_pair_images
 
         def one(pair: Pair) -> Prediction:
@@ -207,6 +295,32 @@ class OpenAIBackend:
             return self.predict_arrays(pair.id, ref, tgt)
 
         if len(pairs) <= 1 or self.cfg.concurrency <= 1:
-            return [one(p) for p in pairs]
-        with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
-            return list(pool.map(one, pairs))
+            for i, p in enumerate(pairs):
+                yield i, one(p)
+            return
+        error: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
+            futures = {pool.submit(one, p): i for i, p in enumerate(pairs)}
+            for fut in as_completed(futures):
+                if fut.cancelled():
+                    continue
+                try:
+                    pred = fut.result()
+                except Exception as e:
+                    if error is None:
+                        error = e
+                        for other in futures:
+                            other.cancel()
+                    continue
+                yield futures[fut], pred
+        if error is not None:
+            raise error
+
+    def predict_iter(self, pairs: list[Pair]) -> Iterator[Prediction]:
+        """Each prediction the moment its answer arrives (completion order)."""
+        for _, pred in self._indexed(pairs):
+            yield pred
+
+    def predict(self, pairs: list[Pair]) -> list[Prediction]:
+        got = dict(self._indexed(pairs))
+        return [got[i] for i in range(len(pairs))]
