@@ -89,3 +89,12 @@ def test_real_eval_runs_carry_the_pair_fingerprint(
     assert len(fingerprints) == 1
     assert run_cli(monkeypatch, "compare", tmp_path / "loose", tmp_path / "strict") == 0
     assert "strict" in capsys.readouterr().out
+
+
+def test_runs_named_alike_are_told_apart_or_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    a = _run(tmp_path / "a" / "eval", acc=0.5, miou=0.4, invalid=0, fingerprint="one")
+    b = _run(tmp_path / "b" / "eval", acc=0.5, miou=0.4, invalid=0, fingerprint="two")
+    assert run_cli(monkeypatch, "compare", a, b) == 2  # both "eval": refused, never a silent merge
+    assert "named alike" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "compare", a, b, "--name", "x,y") == 2  # and the pair sets still differ
+    assert "different pairs" in capsys.readouterr().err

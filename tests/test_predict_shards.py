@@ -10,7 +10,7 @@ import pytest
 from cli_helpers import run_cli
 from differad_cli.core.records import read_pairs, read_predictions
 from differad_cli.predict import PredictOptions
-from differad_cli.predict.run import predict_file
+from differad_cli.predict.run import _fingerprint, predict_file
 from differad_cli.predict.shards import shard_path
 
 
@@ -28,7 +28,8 @@ def test_a_finished_shard_is_reused_and_only_the_rest_runs(synth_pairs: Path, tm
     out = tmp_path / "pred.jsonl"
     opts = PredictOptions(backend="diff", num_processes=2)
     # an earlier run that finished shard 0 only (shard 1 was interrupted)
-    first = predict_file(synth_pairs, shard_path(out, 0, 2), opts, shard=(0, 2))
+    fp = _fingerprint(opts, synth_pairs)
+    first = predict_file(synth_pairs, shard_path(out, 0, 2, fp), opts, shard=(0, 2))
     capsys.readouterr()
     preds = predict_file(synth_pairs, out, opts)
     err = capsys.readouterr().err
@@ -39,12 +40,24 @@ def test_a_finished_shard_is_reused_and_only_the_rest_runs(synth_pairs: Path, tm
 def test_a_shard_file_of_other_pairs_is_not_trusted(synth_pairs: Path, tmp_path, capsys) -> None:
     out = tmp_path / "pred.jsonl"
     opts = PredictOptions(backend="diff", num_processes=2)
-    predict_file(synth_pairs, shard_path(out, 1, 2), opts, shard=(1, 2))  # shard 1's pairs
-    shard_path(out, 1, 2).rename(shard_path(out, 0, 2))  # ... under shard 0's name
+    fp = _fingerprint(opts, synth_pairs)
+    predict_file(synth_pairs, shard_path(out, 1, 2, fp), opts, shard=(1, 2))  # shard 1's pairs
+    shard_path(out, 1, 2, fp).rename(shard_path(out, 0, 2, fp))  # ... under shard 0's name
     capsys.readouterr()
     preds = predict_file(synth_pairs, out, opts)
     assert "already done" not in capsys.readouterr().err
     assert [p.id for p in preds] == [p.id for p in read_pairs(synth_pairs)]
+
+
+def test_a_shard_made_with_other_options_is_not_reused(synth_pairs: Path, tmp_path, capsys) -> None:
+    out = tmp_path / "pred.jsonl"
+    loose = PredictOptions(backend="diff", num_processes=2)
+    predict_file(synth_pairs, shard_path(out, 0, 2, _fingerprint(loose, synth_pairs)), loose, shard=(0, 2))
+    capsys.readouterr()
+    strict = PredictOptions(backend="diff", threshold=200.0, num_processes=2)
+    preds = predict_file(synth_pairs, out, strict)
+    assert "already done" not in capsys.readouterr().err
+    assert not any(p.is_anomalous for p in preds)  # all computed at the strict threshold
 
 
 def test_hf_backend_over_two_processes_matches_one(synth_pairs: Path, tiny_model_dir: Path, tmp_path) -> None:

@@ -15,7 +15,7 @@ from differad_cli.predict.config import PredictOptions
 HELP = (
     "Score predictions against pair records with the paper's metrics (Acc@0.3, F1@0.3, mIoU, image-level "
     "P/R/F1; overall, per category, per subset). Writes DIR/metrics.json, DIR/scores.jsonl and "
-    "DIR/report.md; "
+    "DIR/report.md, DIR/report.html; "
     "--overlays N adds pictures of the N worst cases and an IoU histogram. With --maps instead of --pred, "
     "anomaly maps from a non-LLM baseline (<id>.npy or 16-bit <id>.png) are turned into boxes: a threshold "
     "maximizing F1@0.3 is calibrated on a seeded 30% split, the largest connected component is "

@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from differad_cli.core import console
 from differad_cli.core.errors import BadInput
+from differad_cli.core.text import md, plain
 
 LOWER_IS_BETTER = {"invalid", "missing"}
 COUNTS = {"n", "n_ano", "n_nor", "invalid", "missing"}
@@ -79,6 +79,11 @@ def load_runs(paths: list[Path], names: list[str] | None) -> list[Run]:
             raise BadInput(f"{file}: not a metrics.json written by `differad eval` (no 'overall' block)")
         name = names[i] if names else (file.parent.name if file.name == "metrics.json" else file.stem)
         runs.append(Run(name, file, metrics))
+    names_seen = [r.name for r in runs]
+    if len(set(names_seen)) != len(names_seen):
+        raise BadInput(
+            f"two runs are named alike ({', '.join(map(plain, names_seen))}); name them with --name a,b"
+        )
     return runs
 
 
@@ -96,7 +101,7 @@ def check_same_pairs(runs: list[Run], allow: bool) -> list[str]:
         )
     known = {v for v in prints.values() if v is not None}
     if len(known) > 1:
-        detail = ", ".join(f"{r.name} ({r.metrics['overall'].get('n')} pairs)" for r in runs)
+        detail = ", ".join(f"{plain(r.name)} ({r.metrics['overall'].get('n')} pairs)" for r in runs)
         if not allow:
             raise BadInput(
                 f"runs were scored on different pairs: {detail}; a comparison is only meaningful on the same "
@@ -164,18 +169,6 @@ def _fmt(value: Any, key_is_count: bool) -> str:
     return f"{100.0 * value:.2f}"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _plain(text: str) -> str:
-    """Terminal-safe: control characters (escape sequences) shown as ``?``."""
-    return _CONTROL.sub("?", text)
-
-
-def _md(text: str) -> str:
-    return _plain(text).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
-
-
 def render(table: Table, cfg: CompareConfig) -> str:
     cells = [[_fmt(v, False) if c else str(v) for c, v in enumerate(row)] for row in table.rows]
     if cfg.json:
@@ -184,31 +177,31 @@ def render(table: Table, cfg: CompareConfig) -> str:
     if cfg.csv:
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(table.header)
-        w.writerows([[_plain(str(row[0])), *row[1:]] for row in table.rows])
+        w.writerow([plain(h) for h in table.header])
+        w.writerows([[plain(str(row[0])), *row[1:]] for row in table.rows])
         return buf.getvalue()
     if cfg.md:
         lines = [
-            "| " + " | ".join(_md(h) for h in table.header) + " |",
+            "| " + " | ".join(md(h) for h in table.header) + " |",
             "|---|" + "---:|" * (len(table.header) - 1),
         ]
         for i, row in enumerate(cells):
-            shown = [_md(row[0])] + [
+            shown = [md(row[0])] + [
                 f"**{v}**" if i in table.best.get(c, ()) else v for c, v in enumerate(row) if c
             ]
             lines.append("| " + " | ".join(shown) + " |")
-        lines += ["", "Ratios in %; best per column in bold."] + [f"{n}" for n in table.notes]
+        lines += ["", "Ratios in %; best per column in bold."] + [md(n) for n in table.notes]
         return "\n".join(lines) + "\n"
     shown = [
-        [_plain(row[0])] + [v + ("*" if i in table.best.get(c, ()) else " ") for c, v in enumerate(row) if c]
+        [plain(row[0])] + [v + ("*" if i in table.best.get(c, ()) else " ") for c, v in enumerate(row) if c]
         for i, row in enumerate(cells)
     ]
-    header = [_plain(h) for h in table.header]
+    header = [plain(h) for h in table.header]
     widths = [max(len(r[c]) for r in [header, *shown]) for c in range(len(header))]
     out = ["  ".join(h.ljust(widths[0]) if c == 0 else h.rjust(widths[c]) for c, h in enumerate(header))]
     for r in shown:
         out.append("  ".join(v.ljust(widths[0]) if c == 0 else v.rjust(widths[c]) for c, v in enumerate(r)))
-    out += ["", "ratios in %; * = best per column", *table.notes]
+    out += ["", "ratios in %; * = best per column", *map(plain, table.notes)]
     return "\n".join(out) + "\n"
 
 

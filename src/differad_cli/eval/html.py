@@ -80,7 +80,7 @@ def _charts(metrics: dict, s: SampleScores) -> str:
     return '<div class="charts">' + "".join(parts) + "</div>"
 
 
-def _case(pair: Pair, i: int, s: SampleScores, text: str | None) -> str | None:
+def _case(pair: Pair, i: int, s: SampleScores, text: str | None, t: float) -> str | None:
     from differad_cli.core.images import load_pair_images
     from differad_cli.core.overlays import draw_overlay
 
@@ -91,7 +91,7 @@ def _case(pair: Pair, i: int, s: SampleScores, text: str | None) -> str | None:
     except ImageError as e:
         console.warn(f"report.html: {pair.id} left out of the gallery: {e}")
         return None
-    good = bool(s.score[i] >= 0.3)
+    good = bool(s.score[i] >= t)
     picture = _img(draw_overlay(ref, tgt, pair.box, pred), ".jpg")
     why = html.escape(" ".join((text or "").split())[:600]) or "<i>no explanation</i>"
     cat = html.escape(str(pair.category), quote=True)
@@ -103,17 +103,19 @@ def _case(pair: Pair, i: int, s: SampleScores, text: str | None) -> str | None:
     )
 
 
-def _gallery(pairs: Sequence[Pair], s: SampleScores, texts: Mapping[str, str | None], n_worst: int) -> str:
+def _gallery(
+    pairs: Sequence[Pair], s: SampleScores, texts: Mapping[str, str | None], n_worst: int, t: float
+) -> str:
     order = np.lexsort((np.arange(len(pairs)), s.score))
     worst = order[:n_worst].tolist()
-    correct = [i for i in order[::-1].tolist() if s.score[i] >= 0.3 and i not in worst][:GALLERY_CORRECT]
-    cases = [c for i in worst + correct if (c := _case(pairs[i], i, s, texts.get(pairs[i].id)))]
+    correct = [i for i in order[::-1].tolist() if s.score[i] >= t and i not in worst][:GALLERY_CORRECT]
+    cases = [c for i in worst + correct if (c := _case(pairs[i], i, s, texts.get(pairs[i].id), t))]
     cats = sorted({str(p.category) for p in pairs})
     options = "".join(f'<option value="{html.escape(c, quote=True)}">{html.escape(c)}</option>' for c in cats)
     controls = (
         f'<p><label>category <select id="cat" onchange="filt()"><option value="all">all</option>{options}'
         '</select></label><label>outcome <select id="out" onchange="filt()"><option value="all">all</option>'
-        '<option value="wrong">wrong (score &lt; 0.3)</option><option value="correct">correct</option>'
+        f'<option value="wrong">wrong (score &lt; {t:g})</option><option value="correct">correct</option>'
         "</select></label></p>"
     )
     head = f"<h2>Cases: the {len(worst)} worst and {len(correct)} correct ones</h2>"
@@ -140,7 +142,7 @@ def write_html(
         "<p class='notes'>Definitions: the paper, section IV-A; invalid includes missing predictions.</p>",
         "<h2>Charts</h2>",
         _charts(metrics, s),
-        _gallery(pairs, s, texts, max(n_worst, GALLERY_WORST)),
+        _gallery(pairs, s, texts, max(n_worst, GALLERY_WORST), float(metrics.get("iou_threshold", 0.3))),
     ]
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>differad evaluation</title>"

@@ -19,6 +19,7 @@ from differad_cli.core import console
 from differad_cli.core.errors import ImageError
 from differad_cli.core.io import atomic_write
 from differad_cli.core.records import Pair
+from differad_cli.core.text import md, plain
 from differad_cli.eval.metrics import SampleScores, metric_keys
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -68,7 +69,7 @@ def format_tables(metrics: dict) -> str:
         )
         for name, block in rows:
             cells = (f"{_cell(k, block):>{w}}" for (k, _), w in zip(cols, widths, strict=True))
-            lines.append(" ".join([f"{name:<{name_w}}", *cells]))
+            lines.append(" ".join([f"{plain(name):<{name_w}}", *cells]))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -82,7 +83,7 @@ def format_markdown(metrics: dict, *, title: str = "differad evaluation", notes:
         lines += [f"## {heading}", "", "| name | " + " | ".join(h for _, h in cols) + " |"]
         lines.append("|---|" + "---:|" * len(cols))
         for name, block in rows:
-            lines.append(f"| {name} | " + " | ".join(_cell(k, block) for k, _ in cols) + " |")
+            lines.append(f"| {md(name)} | " + " | ".join(_cell(k, block) for k, _ in cols) + " |")
         lines.append("")
     lines.append("Ratios in %. Definitions: the paper, section IV-A; invalid includes missing predictions.")
     return "\n".join(lines) + "\n"

@@ -16,7 +16,10 @@ from differad_cli.eval.maps import evaluate_maps
 from differad_cli.eval.score import evaluate
 from differad_cli.predict.config import PredictOptions, resolve_backend
 
-OWNED = ("metrics.json", "scores.jsonl", "report.md", "iou_hist.png", "overlays")
+OWNED = (
+    "metrics.json", "scores.jsonl", "report.md", "report.html", "predictions.jsonl", "iou_hist.png",
+    "overlays",
+)  # fmt: skip
 
 
 def _is_eval_folder(out: Path) -> bool:

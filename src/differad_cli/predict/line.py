@@ -49,23 +49,35 @@ def targets_from(args: list[Path], source: str | None) -> Iterator[Path]:
         yield from (Path(m) for m in matches if Path(m).suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _stat(p: Path) -> tuple[int, int] | None:
+    try:
+        st = p.stat()
+    except FileNotFoundError:  # removed or renamed since the listing: not ours to answer
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 def watch_folder(folder: Path, poll_s: float = WATCH_POLL_S) -> Iterator[Path]:
     """New image files of ``folder`` in arrival order, each once it is completely written: its size and
-    modification time unchanged over one poll and the image decodes; one that stays unreadable is skipped."""
+    modification time unchanged over one poll and the image decodes; one that stays unreadable is skipped.
+
+    The folder is checked and its present files noted now, when the command starts (not when the stream is
+    first read, after the model has loaded): a file that arrives while the model loads is answered."""
     if not folder.is_dir():
         raise BadInput(f"--watch {folder}: not a folder")
-    seen = {p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}  # only what arrives from now
+    seen = {p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    return _watch(folder, seen, poll_s)
+
+
+def _watch(folder: Path, seen: set[Path], poll_s: float) -> Iterator[Path]:
     pending: dict[Path, tuple[tuple[int, int], int]] = {}
     while True:
-        arrived = sorted(
-            (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p not in seen),
-            key=lambda p: (p.stat().st_mtime_ns, p.name),
-        )
-        for p in arrived:
-            st = p.stat()
-            sig = (st.st_size, st.st_mtime_ns)
+        listed = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p not in seen]
+        stats = {p: sig for p in listed if (sig := _stat(p)) is not None}
+        for p in sorted(stats, key=lambda p: (stats[p][1], p.name)):
+            sig = stats[p]
             before, tries = pending.get(p, (None, 0))
-            if before != sig or st.st_size == 0:
+            if before != sig or sig[0] == 0:
                 pending[p] = (sig, tries)
                 continue
             try:

@@ -219,7 +219,10 @@ def predict_file(
     if shard is None and opts.num_processes > 1:
         from differad_cli.predict.shards import predict_sharded
 
-        return predict_sharded(predict_file, pairs_path, out, opts, pairs, resume=resume, chunk=chunk)
+        fingerprint = _fingerprint(opts, pairs_path)
+        return predict_sharded(
+            predict_file, pairs_path, out, opts, pairs, resume=resume, chunk=chunk, fingerprint=fingerprint
+        )
     if shard is not None:
         pairs = pairs[shard[0] :: shard[1]]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ from differad_cli.core.records import Pair, Prediction, read_predictions, write_
 from differad_cli.predict.config import PredictOptions, resolve_backend
 
 
-def shard_path(out: Path, k: int, n: int) -> Path:
-    return out.with_name(f".{out.name}.shard-{k}-of-{n}.jsonl")
+def shard_path(out: Path, k: int, n: int, fingerprint: str) -> Path:
+    """Shard ``k`` of ``n``, named by the options and pairs it was made with (another run never reuses it)."""
+    return out.with_name(f".{out.name}.shard-{k}-of-{n}-{fingerprint}.jsonl")
 
 
 def _finished(path: Path, ids: list[str]) -> bool:
@@ -49,14 +51,19 @@ def _worker(
 ) -> None:
     """One shard, in a fresh (spawned) process: its own device, its share of the CPU threads. ``predict`` is
     the runner's batch function (passed in, so this module does not import the runner back)."""
-    import torch
-
     console.set_verbosity(verbosity)
-    if opts.device is None and torch.cuda.is_available() and torch.cuda.device_count() >= n:
-        opts = dataclasses.replace(opts, device=f"cuda:{k}")
-    elif opts.device in (None, "cpu") and not torch.cuda.is_available():
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
-    predict(pairs_path, out, opts, resume=resume, chunk=chunk, shard=(k, n))
+    if resolve_backend(opts) == "hf":  # torch only where a model runs
+        import torch
+
+        if opts.device is None and torch.cuda.is_available():
+            opts = dataclasses.replace(opts, device=f"cuda:{k % torch.cuda.device_count()}")
+        elif opts.device in (None, "cpu") and not torch.cuda.is_available():
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
+    try:
+        predict(pairs_path, out, opts, resume=resume, chunk=chunk, shard=(k, n))
+    except BadInput as e:  # one line, and the parent reports bad input (exit 2), not a child traceback
+        print(f"differad: error: shard {k + 1}/{n}: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def predict_sharded(
@@ -68,13 +75,14 @@ def predict_sharded(
     *,
     resume: bool,
     chunk: int,
+    fingerprint: str,
 ) -> list[Prediction]:
     """Run ``opts.num_processes`` shard processes of ``predict`` (the runner's batch function, called with
     ``shard=(k, n)``), then merge their predictions into ``out``."""
     if resolve_backend(opts) == "openai":
         raise BadInput("--num-processes is for local backends; the openai backend scales with --concurrency")
     n = max(1, min(opts.num_processes, len(pairs)))
-    paths = [shard_path(out, k, n) for k in range(n)]
+    paths = [shard_path(out, k, n, fingerprint) for k in range(n)]
     ctx = mp.get_context("spawn")  # a clean interpreter per shard: CUDA cannot be forked
     procs = {}
     for k, path in enumerate(paths):
@@ -86,11 +94,15 @@ def predict_sharded(
         args = (predict, str(pairs_path), str(path), opts, k, n, resume, chunk, console.verbosity())
         procs[k] = ctx.Process(target=_worker, args=args, name=f"differad-shard-{k}")
         procs[k].start()
-    failed = []
+    failed, bad = [], []
     for k, proc in procs.items():
         proc.join()
-        if proc.exitcode != 0:
+        if proc.exitcode == 2:
+            bad.append(k + 1)
+        elif proc.exitcode != 0:
             failed.append(k + 1)
+    if bad:
+        raise BadInput(f"shard(s) {', '.join(map(str, bad))} of {n} stopped on bad input (see above)")
     if failed:
         raise RuntimeError(
             f"shard(s) {', '.join(map(str, failed))} of {n} failed; run the same command again to resume"
