@@ -1,0 +1,66 @@
+"""Aligning the reference to the target (working resolution)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from differad_cli.predict.backends.diff.config import DiffConfig
+
+ECC_MARGIN = 0.12  # image fraction left out on each side when fitting the alignment
+
+
+def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> np.ndarray | None:
+    """One ECC (Euclidean) fit on the central part: a moved target's borders hold filled-in content."""
+    h, w = tgt.shape
+    my, mx = round(h * ECC_MARGIN), round(w * ECC_MARGIN)
+    fit = np.zeros((h, w), np.uint8)
+    fit[my : h - my, mx : w - mx] = 1
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-6)
+    try:
+        _, out = cv2.findTransformECC(tgt, ref, warp.copy(), cv2.MOTION_EUCLIDEAN, criteria, fit, 5)
+    except cv2.error:
+        return None  # did not converge (flat or unrelated images)
+    return out
+
+
+def estimate_alignment(ref_gray: np.ndarray, tgt_gray: np.ndarray, cfg: DiffConfig) -> np.ndarray:
+    """2x3 warp W with ref(W(x)) ~ tgt(x) (use with WARP_INVERSE_MAP); identity when nothing fits.
+
+    Coarse to fine: phase correlation and ECC on a half-size copy (cheap, wide basin), then a short ECC
+    refinement at full working size (sub-pixel accuracy where it matters: at the image borders).
+    """
+    h, w = tgt_gray.shape
+    factors = (2, 1) if min(h, w) >= 64 else (1,)
+    warp = np.eye(2, 3, dtype=np.float32)
+    prev = factors[0]
+    for level, f in enumerate(factors):
+        t = cv2.resize(tgt_gray, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else tgt_gray
+        r = cv2.resize(ref_gray, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else ref_gray
+        if level == 0:
+            win = cv2.createHanningWindow((t.shape[1], t.shape[0]), cv2.CV_32F)
+            (dx, dy), _ = cv2.phaseCorrelate(t, r, win)
+            if abs(dx) <= cfg.max_shift * t.shape[1] and abs(dy) <= cfg.max_shift * t.shape[0]:
+                warp[:, 2] = (dx, dy)
+        else:
+            warp[:, 2] *= prev / f
+        prev = f
+        fitted = _ecc(t, r, warp, 100 if level == 0 else 30)
+        if fitted is None:
+            continue
+        angle = np.degrees(np.arctan2(fitted[1, 0], fitted[0, 0]))
+        if abs(angle) <= cfg.max_rotation and np.all(np.abs(fitted[:, 2]) <= cfg.max_shift * max(t.shape)):
+            warp = fitted.astype(np.float32)
+    warp[:, 2] *= prev
+    return warp
+
+
+def motion(warp: np.ndarray, w: int, h: int, scale: float) -> tuple[tuple[float, float], float]:
+    """Reference -> target motion from ``warp`` (which maps target to reference coordinates): the
+    displacement of the image centre in target pixels, and the rotation in degrees (counter-clockwise
+    positive, as cv2.getRotationMatrix2D; in image coordinates that is the angle of ``warp`` itself)."""
+    inv = cv2.invertAffineTransform(warp.astype(np.float64))
+    c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    moved = inv[:, :2] @ c + inv[:, 2] - c
+    rotation = float(np.degrees(np.arctan2(warp[1, 0], warp[0, 0])))
+    return (float(moved[0]) / scale, float(moved[1]) / scale), rotation

@@ -1,0 +1,111 @@
+"""One pair: align, match, compare, box the largest region that differs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from differad_cli.core.boxes import ZERO_BOX
+from differad_cli.predict.backends.diff.align import estimate_alignment, motion
+from differad_cli.predict.backends.diff.config import DiffConfig, DiffResult
+from differad_cli.predict.backends.diff.photometric import match_gain
+
+GROW = 4  # working pixels a region may grow beyond its seeds over weaker differences
+
+
+def _to_work(img: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return img.astype(np.float32)
+    h, w = img.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    return cv2.resize(img, size, interpolation=interp).astype(np.float32)
+
+
+@dataclass
+class WorkingReference:
+    """The reference at one target size: resized to the working resolution and, for alignment, its blurred
+    gray copy. Line mode computes it once per reference and target size instead of once per pair."""
+
+    height: int  # target size it was made for
+    width: int
+    scale: float
+    rgb: np.ndarray  # working-resolution float32 RGB
+    gray: np.ndarray  # blurred gray (alignment)
+
+
+def working_reference(ref: np.ndarray, height: int, width: int, cfg: DiffConfig) -> WorkingReference:
+    if ref.shape[:2] != (height, width):
+        ref = cv2.resize(ref, (width, height), interpolation=cv2.INTER_AREA)
+    # small images are upsampled too: blur, tolerance and morphology then act at one, tuned scale
+    scale = cfg.work_size / max(height, width)
+    r = _to_work(ref, scale)
+    gray = cv2.GaussianBlur(cv2.cvtColor(r, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
+    return WorkingReference(height, width, scale, r, gray)
+
+
+def localize(
+    ref: np.ndarray | WorkingReference,
+    tgt: np.ndarray,
+    cfg: DiffConfig | None = None,
+    *,
+    keep_map: bool = False,
+) -> DiffResult:
+    """Reference (RGB uint8, or prepared for this target size) and target -> the anomaly box in target
+    pixels (or normal)."""
+    cfg = cfg or DiffConfig()
+    height, width = tgt.shape[:2]
+    if not isinstance(ref, WorkingReference):
+        ref = working_reference(ref, height, width, cfg)
+    elif (ref.height, ref.width) != (height, width):
+        raise ValueError(f"reference prepared for {ref.width}x{ref.height}, target is {width}x{height}")
+    scale = ref.scale
+    r, t = ref.rgb, _to_work(tgt, scale)
+    h, w = t.shape[:2]
+    valid = np.ones((h, w), dtype=np.uint8)
+    warp = np.eye(2, 3, dtype=np.float32)
+    if cfg.align and min(h, w) >= 16:
+        tg = cv2.GaussianBlur(cv2.cvtColor(t, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
+        warp = estimate_alignment(ref.gray, tg, cfg)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        r = cv2.warpAffine(r, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        valid = cv2.warpAffine(valid, warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+        valid = cv2.erode(valid, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    vmask = valid.astype(bool)
+    r = match_gain(r, t, vmask if vmask.sum() >= 16 else np.ones_like(vmask))
+    if cfg.blur > 0:
+        r = cv2.GaussianBlur(r, (0, 0), cfg.blur)
+        t = cv2.GaussianBlur(t, (0, 0), cfg.blur)
+    k3 = np.ones((3, 3), np.uint8)
+    above = t - cv2.dilate(r, k3)
+    below = cv2.erode(r, k3) - t
+    diff = np.maximum(np.maximum(above, below), 0).max(axis=2)
+    diff[~vmask] = 0
+    strong = cv2.morphologyEx((diff > cfg.threshold).astype(np.uint8), cv2.MORPH_OPEN, k3)
+    # weak pixels extend a seeded region only near its seeds (not along every edge it touches)
+    near = cv2.dilate(strong, np.ones((2 * GROW + 1, 2 * GROW + 1), np.uint8))
+    weak = ((diff > cfg.threshold * cfg.low_ratio) & (near > 0)).astype(np.uint8) | strong
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
+    seeded = np.zeros(n, dtype=bool)
+    seeded[np.unique(labels[strong.astype(bool)])] = True
+    seeded[0] = False
+    shift, rotation = motion(warp, w, h, scale)
+    dmap = diff if keep_map else None
+    if not seeded.any():
+        return DiffResult(ZERO_BOX, False, 0.0, 0.0, shift, rotation, dmap)
+    areas = np.where(seeded, stats[:, cv2.CC_STAT_AREA], -1)
+    best = int(np.argmax(areas))
+    frac = float(areas[best]) / float(h * w)
+    if frac < cfg.min_area:
+        return DiffResult(ZERO_BOX, False, 0.0, frac, shift, rotation, dmap)
+    x, y, bw, bh = (int(v) for v in stats[best, :4])
+    box = (
+        max(0, int(np.floor(x / scale))),
+        max(0, int(np.floor(y / scale))),
+        min(width, int(np.ceil((x + bw) / scale))),
+        min(height, int(np.ceil((y + bh) / scale))),
+    )
+    score = float(diff[labels == best].max()) / 255.0
+    return DiffResult(box, True, score, frac, shift, rotation, dmap)
