@@ -26,6 +26,20 @@ class DiffConfig:
     max_shift: float = field(
         default=0.25, metadata={"help": "Reject shifts larger than this image fraction."}
     )
+    homography: bool = field(
+        default=False,
+        metadata={"help": "Fit a homography (ORB + RANSAC, then ECC) instead of shift + rotation alone."},
+    )
+    illumination: str = field(
+        default="global",
+        metadata={
+            "help": "Lighting: global (gain/offset) | field (quadratic gain field) | local (mean/contrast)."
+        },
+    )
+    noise_k: float = field(
+        default=0.0,
+        metadata={"help": "Raise the threshold to this many times the pair's estimated noise (0: off)."},
+    )
 
 
 @dataclass
