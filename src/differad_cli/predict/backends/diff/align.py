@@ -64,3 +64,51 @@ def motion(warp: np.ndarray, w: int, h: int, scale: float) -> tuple[tuple[float,
     moved = inv[:, :2] @ c + inv[:, 2] - c
     rotation = float(np.degrees(np.arctan2(warp[1, 0], warp[0, 0])))
     return (float(moved[0]) / scale, float(moved[1]) / scale), rotation
+
+
+def orb_features(gray: np.ndarray) -> tuple[list, np.ndarray | None]:
+    u8 = np.clip(gray, 0, 255).astype(np.uint8)
+    return cv2.ORB_create(nfeatures=400, edgeThreshold=15, patchSize=15).detectAndCompute(u8, None)
+
+
+def _plausible(hom: np.ndarray, w: int, h: int, cfg: DiffConfig) -> bool:
+    """A homography that moves the corners about as far as the allowed shift + rotation could."""
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]]).reshape(-1, 1, 2)
+    try:
+        moved = cv2.perspectiveTransform(corners, hom.astype(np.float64))
+    except cv2.error:
+        return False
+    reach = (cfg.max_shift + np.radians(cfg.max_rotation)) * max(w, h)
+    return bool(np.all(np.isfinite(moved)) and np.abs(moved - corners).max() <= reach)
+
+
+def estimate_homography(
+    ref_gray: np.ndarray, tgt_gray: np.ndarray, init: np.ndarray, cfg: DiffConfig, ref_features=None
+) -> np.ndarray | None:
+    """3x3 H with ref(H(x)) ~ tgt(x), or None when nothing plausible fits.
+
+    Why: scale and perspective (a camera that moved) leave a residual that grows toward the borders under
+    shift + rotation. ORB matches + RANSAC give a wide-basin start (fall back to ``init``, the Euclidean
+    fit), ECC with a homography model refines it; an implausible or failed fit returns None.
+    """
+    h, w = tgt_gray.shape
+    start = np.vstack([init, [0.0, 0.0, 1.0]]).astype(np.float32)
+    kr, dr = ref_features if ref_features is not None else orb_features(ref_gray)
+    kt, dt = orb_features(tgt_gray)
+    if dr is not None and dt is not None and len(kr) >= 8 and len(kt) >= 8:
+        matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(dt, dr)
+        if len(matches) >= 12:
+            src = np.float32([kt[m.queryIdx].pt for m in matches])
+            dst = np.float32([kr[m.trainIdx].pt for m in matches])
+            hom, inl = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+            if hom is not None and int(inl.sum()) >= 12 and _plausible(hom, w, h, cfg):
+                start = hom.astype(np.float32)
+    my, mx = round(h * ECC_MARGIN / 2), round(w * ECC_MARGIN / 2)
+    fit = np.zeros((h, w), np.uint8)
+    fit[my : h - my, mx : w - mx] = 1
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-6)
+    try:
+        _, out = cv2.findTransformECC(tgt_gray, ref_gray, start, cv2.MOTION_HOMOGRAPHY, criteria, fit, 5)
+    except cv2.error:
+        return None
+    return out if _plausible(out, w, h, cfg) else None

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from differad_cli.core.boxes import ZERO_BOX
-from differad_cli.predict.backends.diff.align import estimate_alignment, motion
+from differad_cli.predict.backends.diff.align import (
+    estimate_alignment,
+    estimate_homography,
+    motion,
+    orb_features,
+)
 from differad_cli.predict.backends.diff.config import DiffConfig, DiffResult
-from differad_cli.predict.backends.diff.photometric import match_gain
+from differad_cli.predict.backends.diff.photometric import (
+    match_gain,
+    match_gain_field,
+    match_local,
+    noise_sigma,
+)
 
 GROW = 4  # working pixels a region may grow beyond its seeds over weaker differences
 
@@ -34,6 +44,7 @@ class WorkingReference:
     scale: float
     rgb: np.ndarray  # working-resolution float32 RGB
     gray: np.ndarray  # blurred gray (alignment)
+    features: tuple | None = field(default=None, repr=False)  # its ORB keypoints (homography), made once
 
 
 def working_reference(ref: np.ndarray, height: int, width: int, cfg: DiffConfig) -> WorkingReference:
@@ -69,24 +80,43 @@ def localize(
     if cfg.align and min(h, w) >= 16:
         tg = cv2.GaussianBlur(cv2.cvtColor(t, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
         warp = estimate_alignment(ref.gray, tg, cfg)
+        hom = None
+        if cfg.homography:
+            if ref.features is None:
+                ref.features = orb_features(ref.gray)
+            hom = estimate_homography(ref.gray, tg, warp, cfg, ref.features)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        r = cv2.warpAffine(r, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        valid = cv2.warpAffine(valid, warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+        if hom is not None:
+            r = cv2.warpPerspective(r, hom, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+            valid = cv2.warpPerspective(valid, hom, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+            warp = (hom[:2] / hom[2, 2]).astype(np.float32)
+        else:
+            r = cv2.warpAffine(r, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+            valid = cv2.warpAffine(valid, warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
         valid = cv2.erode(valid, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     vmask = valid.astype(bool)
-    r = match_gain(r, t, vmask if vmask.sum() >= 16 else np.ones_like(vmask))
+    fit_on = vmask if vmask.sum() >= 16 else np.ones_like(vmask)
+    if cfg.illumination == "field":
+        r = match_gain_field(r, t, fit_on)
+    elif cfg.illumination == "local":
+        r = match_local(match_gain(r, t, fit_on), t)
+    else:
+        r = match_gain(r, t, fit_on)
     if cfg.blur > 0:
         r = cv2.GaussianBlur(r, (0, 0), cfg.blur)
         t = cv2.GaussianBlur(t, (0, 0), cfg.blur)
+    thr = cfg.threshold
+    if cfg.noise_k > 0:  # the pair's own noise floor, measured after blur: where the tolerance must sit
+        thr = max(thr, cfg.noise_k * noise_sigma(r, t, fit_on))
     k3 = np.ones((3, 3), np.uint8)
     above = t - cv2.dilate(r, k3)
     below = cv2.erode(r, k3) - t
     diff = np.maximum(np.maximum(above, below), 0).max(axis=2)
     diff[~vmask] = 0
-    strong = cv2.morphologyEx((diff > cfg.threshold).astype(np.uint8), cv2.MORPH_OPEN, k3)
+    strong = cv2.morphologyEx((diff > thr).astype(np.uint8), cv2.MORPH_OPEN, k3)
     # weak pixels extend a seeded region only near its seeds (not along every edge it touches)
     near = cv2.dilate(strong, np.ones((2 * GROW + 1, 2 * GROW + 1), np.uint8))
-    weak = ((diff > cfg.threshold * cfg.low_ratio) & (near > 0)).astype(np.uint8) | strong
+    weak = ((diff > thr * cfg.low_ratio) & (near > 0)).astype(np.uint8) | strong
     n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
     seeded = np.zeros(n, dtype=bool)
     seeded[np.unique(labels[strong.astype(bool)])] = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -40,3 +41,67 @@ def match_gain(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarra
         a, b = _fit_gain(x, y)
         out[:, :, c] = ref[:, :, c] * a + b
     return np.clip(out, 0.0, 255.0, out=out)  # the target saturates too: never flag clipped highlights
+
+
+def _basis(h: int, w: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quadratic polynomial terms in x, y (-1..1) on the full grid and on every ``step``-th pixel."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xx, yy = 2.0 * xx / max(w - 1, 1) - 1.0, 2.0 * yy / max(h - 1, 1) - 1.0
+    full = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1)
+    return full, full[::step, ::step]
+
+
+def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The aligned reference times a smooth (quadratic) gain field plus a per-channel offset, fitted on the
+    overlap: a lighting ramp or vignetting is a slowly varying multiplier, which one global gain misses.
+
+    Robust like :func:`_fit_gain`: refits on the pixels within 3 robust sigmas, so a defect (a minority of
+    the overlap) does not bend the field.
+    """
+    h, w, c = ref.shape
+    step = 4
+    full, phi = _basis(h, w, step)
+    keep = valid[::step, ::step].reshape(-1).copy()
+    x = ref[::step, ::step].reshape(-1, c)
+    y = tgt[::step, ::step].reshape(-1, c)
+    if keep.sum() < 64:
+        return match_gain(ref, tgt, valid)
+    ph = phi.reshape(-1, phi.shape[-1])
+    out = np.empty_like(ref)
+    for ch in range(c):
+        design = np.concatenate([ph * x[:, ch : ch + 1], np.ones((len(ph), 1), np.float32)], axis=1)
+        k = keep.copy()
+        coef = np.zeros(design.shape[1], np.float32)
+        coef[0] = 1.0
+        for _ in range(3):
+            if k.sum() < 64:
+                break
+            coef, *_ = np.linalg.lstsq(design[k], y[k, ch], rcond=None)
+            res = y[:, ch] - design @ coef
+            med = float(np.median(res[keep]))
+            mad = float(np.median(np.abs(res[keep] - med)))
+            k = keep & (np.abs(res - med) <= 3.0 * 1.4826 * mad + 2.0)
+        gain = np.clip(full @ coef[:-1].astype(np.float32), 0.5, 2.0)
+        out[:, :, ch] = ref[:, :, ch] * gain + coef[-1]
+    return np.clip(out, 0.0, 255.0, out=out)
+
+
+def match_local(ref: np.ndarray, tgt: np.ndarray, sigma: float = 12.0) -> np.ndarray:
+    """The reference's local mean/contrast (Gaussian window ``sigma``) set to the target's: cancels any
+    lighting smoother than the window, at the price of weakening defects as large as it."""
+    mr, mt = cv2.GaussianBlur(ref, (0, 0), sigma), cv2.GaussianBlur(tgt, (0, 0), sigma)
+    sr = np.sqrt(np.maximum(cv2.GaussianBlur(ref * ref, (0, 0), sigma) - mr * mr, 0.0)) + 2.0
+    st = np.sqrt(np.maximum(cv2.GaussianBlur(tgt * tgt, (0, 0), sigma) - mt * mt, 0.0)) + 2.0
+    out = mt + (ref - mr) * np.clip(st / sr, 0.5, 2.0)
+    return np.clip(out, 0.0, 255.0, out=out)
+
+
+def noise_sigma(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> float:
+    """Robust per-pair noise of the difference (0-255 units): 1.4826 * MAD of target minus matched
+    reference over the overlap, max over channels. Noise and compression blocks widen it; a defect, being a
+    minority of pixels, does not."""
+    d = (tgt - ref)[valid]
+    if d.size < 16:
+        return 0.0
+    med = np.median(d, axis=0)
+    return float(1.4826 * np.median(np.abs(d - med), axis=0).max())
