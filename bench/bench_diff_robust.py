@@ -42,7 +42,10 @@ VARIANTS: dict[str, dict] = {
     "+gain field": {"homography": False, "illumination": "field", "noise_k": 0.0},
     "+local norm": {"homography": False, "illumination": "local", "noise_k": 0.0},
     "+noise": {"homography": False, "illumination": "global", "noise_k": 3.0},
-    "all": {"homography": True, "illumination": "field", "noise_k": 3.0},
+    "hom+field": {"homography": True, "illumination": "field", "noise_k": 0.0},
+    "hom+local": {"homography": True, "illumination": "local", "noise_k": 0.0},
+    "hom+noise": {"homography": True, "illumination": "global", "noise_k": 3.0},
+    "hom+local+noise": {"homography": True, "illumination": "local", "noise_k": 3.0},
     "defaults": {},
 }
 

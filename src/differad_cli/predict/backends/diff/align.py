@@ -83,16 +83,17 @@ def _plausible(hom: np.ndarray, w: int, h: int, cfg: DiffConfig) -> bool:
 
 
 def estimate_homography(
-    ref_gray: np.ndarray, tgt_gray: np.ndarray, init: np.ndarray, cfg: DiffConfig, ref_features=None
-) -> np.ndarray | None:
-    """3x3 H with ref(H(x)) ~ tgt(x), or None when nothing plausible fits.
+    ref_gray: np.ndarray, tgt_gray: np.ndarray, cfg: DiffConfig, ref_features: tuple | None = None
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """(3x3 H with ref(H(x)) ~ tgt(x) or None when nothing plausible fits, the 2x3 Euclidean fallback).
 
     Why: scale and perspective (a camera that moved) leave a residual that grows toward the borders under
-    shift + rotation. ORB matches + RANSAC give a wide-basin start (fall back to ``init``, the Euclidean
-    fit), ECC with a homography model refines it; an implausible or failed fit returns None.
+    shift + rotation. ORB matches + RANSAC give a wide-basin start (the Euclidean fit of
+    :func:`estimate_alignment` only when they fail: it costs as much as the rest), then ECC with a
+    homography model refines it coarse to fine (half size, then a few full-size steps).
     """
     h, w = tgt_gray.shape
-    start = np.vstack([init, [0.0, 0.0, 1.0]]).astype(np.float32)
+    start = None
     kr, dr = ref_features if ref_features is not None else orb_features(ref_gray)
     kt, dt = orb_features(tgt_gray)
     if dr is not None and dt is not None and len(kr) >= 8 and len(kt) >= 8:
@@ -103,12 +104,26 @@ def estimate_homography(
             hom, inl = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
             if hom is not None and int(inl.sum()) >= 12 and _plausible(hom, w, h, cfg):
                 start = hom.astype(np.float32)
-    my, mx = round(h * ECC_MARGIN / 2), round(w * ECC_MARGIN / 2)
-    fit = np.zeros((h, w), np.uint8)
-    fit[my : h - my, mx : w - mx] = 1
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-6)
-    try:
-        _, out = cv2.findTransformECC(tgt_gray, ref_gray, start, cv2.MOTION_HOMOGRAPHY, criteria, fit, 5)
-    except cv2.error:
-        return None
-    return out if _plausible(out, w, h, cfg) else None
+    euclid = np.eye(2, 3, dtype=np.float32)
+    if start is None:
+        euclid = estimate_alignment(ref_gray, tgt_gray, cfg)
+        start = np.vstack([euclid, [0.0, 0.0, 1.0]]).astype(np.float32)
+    half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
+    levels = ((2, 30), (1, 10)) if min(h, w) >= 64 else ((1, 40),)
+    for f, iters in levels:
+        t = cv2.resize(tgt_gray, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else tgt_gray
+        r = cv2.resize(ref_gray, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else ref_gray
+        m = half if f == 2 else np.eye(3, dtype=np.float32)
+        inv = np.linalg.inv(m)
+        my, mx = round(t.shape[0] * ECC_MARGIN / 2), round(t.shape[1] * ECC_MARGIN / 2)
+        fit = np.zeros(t.shape, np.uint8)
+        fit[my : t.shape[0] - my, mx : t.shape[1] - mx] = 1
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-5)
+        try:
+            _, out = cv2.findTransformECC(t, r, (m @ start @ inv).astype(np.float32), cv2.MOTION_HOMOGRAPHY,
+                                          criteria, fit, 5)  # fmt: skip
+        except cv2.error:
+            continue
+        if _plausible(inv @ out @ m, w, h, cfg):
+            start = (inv @ out @ m).astype(np.float32)
+    return (start if _plausible(start, w, h, cfg) else None), euclid

@@ -79,12 +79,13 @@ def localize(
     warp = np.eye(2, 3, dtype=np.float32)
     if cfg.align and min(h, w) >= 16:
         tg = cv2.GaussianBlur(cv2.cvtColor(t, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
-        warp = estimate_alignment(ref.gray, tg, cfg)
         hom = None
         if cfg.homography:
             if ref.features is None:
                 ref.features = orb_features(ref.gray)
-            hom = estimate_homography(ref.gray, tg, warp, cfg, ref.features)
+            hom, warp = estimate_homography(ref.gray, tg, cfg, ref.features)
+        else:
+            warp = estimate_alignment(ref.gray, tg, cfg)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         if hom is not None:
             r = cv2.warpPerspective(r, hom, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
