@@ -146,6 +146,16 @@ def build_set(root: Path, n: int, size: int, seed: int, conds: set[str]) -> list
     return read_pairs(out / "pairs.jsonl")
 
 
+def parse_variant(text: str) -> dict:
+    """An ad-hoc variant for tuning: ``homography=1 illumination=local threshold=14``."""
+    out: dict = {}
+    for item in text.split():
+        key, value = item.split("=")
+        kinds = {"illumination": str, "homography": lambda v: bool(int(v))}
+        out[key] = kinds.get(key, float)(value)
+    return out
+
+
 def false_box_sources(pairs, preds, size: int) -> str:
     """Where wrong boxes sit: touching the border (content moved in/out of view) or inside the frame."""
     from differad_cli.core.boxes import iou
@@ -170,7 +180,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=4242, help="Held-out: the defaults were tuned on seed 99.")
     ap.add_argument("--condition", default="all", choices=("all", "none", *CONDITIONS))
     ap.add_argument("--n-speed", type=int, default=8)
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="Comma-separated names from VARIANTS.")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="names or key=value lists")
     args = ap.parse_args()
     pinned = pin_one_core()
     cv2.setNumThreads(1)
@@ -201,7 +211,7 @@ def main() -> int:
         print("|---|---|---|---|---|---|---|")
         for name in args.variants.split(","):
             backend = DiffBackend()
-            backend.cfg = DiffConfig(**VARIANTS[name])
+            backend.cfg = DiffConfig(**(VARIANTS[name] if name in VARIANTS else parse_variant(name)))
             preds = {p.id: p for p in backend.predict(pairs)}
             m = score(pairs, preds)["overall"]
             ms = float("nan")
