@@ -105,7 +105,8 @@ def estimate_homography(
             if hom is not None and int(inl.sum()) >= 12 and _plausible(hom, w, h, cfg):
                 start = hom.astype(np.float32)
     euclid = np.eye(2, 3, dtype=np.float32)
-    if start is None:
+    fell_back = start is None
+    if fell_back:
         euclid = estimate_alignment(ref_gray, tgt_gray, cfg)
         start = np.vstack([euclid, [0.0, 0.0, 1.0]]).astype(np.float32)
     half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
@@ -126,4 +127,6 @@ def estimate_homography(
             continue
         if _plausible(inv @ out @ m, w, h, cfg):
             start = (inv @ out @ m).astype(np.float32)
-    return (start if _plausible(start, w, h, cfg) else None), euclid
+    if _plausible(start, w, h, cfg):
+        return start, euclid
+    return None, euclid if fell_back else estimate_alignment(ref_gray, tgt_gray, cfg)

@@ -51,10 +51,16 @@ class DiffResult:
     shift: tuple[float, float]  # how far the target's content moved from the reference's (image centre, px)
     rotation: float  # its rotation, degrees, counter-clockwise positive (cv2.getRotationMatrix2D's sign)
     diff_map: np.ndarray | None = None  # working-resolution difference map (0-255), when asked for
+    note: dict = field(default_factory=dict)  # alignment method, references used, threshold applied
 
     def explanation(self) -> str:
         align = f"target moved ({self.shift[0]:+.1f}, {self.shift[1]:+.1f}) px"
         align += f" and rotated {self.rotation:+.2f} deg from the reference"
+        if self.note:
+            align += f" (aligned by {self.note['method']}"
+            if self.note.get("refs", 1) > 1:
+                align += f", {self.note['refs']} references"
+            align += f"; threshold {self.note['threshold']:.1f})"
         if not self.anomalous:
             return f"no region differs from the reference beyond the threshold; {align}"
         return (

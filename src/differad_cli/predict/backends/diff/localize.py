@@ -57,26 +57,24 @@ def working_reference(ref: np.ndarray, height: int, width: int, cfg: DiffConfig)
     return WorkingReference(height, width, scale, r, gray)
 
 
-def localize(
-    ref: np.ndarray | WorkingReference,
-    tgt: np.ndarray,
-    cfg: DiffConfig | None = None,
-    *,
-    keep_map: bool = False,
-) -> DiffResult:
-    """Reference (RGB uint8, or prepared for this target size) and target -> the anomaly box in target
-    pixels (or normal)."""
-    cfg = cfg or DiffConfig()
-    height, width = tgt.shape[:2]
-    if not isinstance(ref, WorkingReference):
-        ref = working_reference(ref, height, width, cfg)
-    elif (ref.height, ref.width) != (height, width):
-        raise ValueError(f"reference prepared for {ref.width}x{ref.height}, target is {width}x{height}")
-    scale = ref.scale
-    r, t = ref.rgb, _to_work(tgt, scale)
+@dataclass
+class Difference:
+    """One reference against the target: the tolerant difference scaled so that ``cfg.threshold`` is the
+    seed level (0 outside the overlap), the alignment, and how it was found."""
+
+    diff: np.ndarray
+    warp: np.ndarray  # 2x3 (affine part of the homography when one was used)
+    method: str  # "homography" | "shift + rotation" | "none"
+    threshold: float  # the threshold this pair needed (noise floor)
+
+
+def difference(ref: WorkingReference, t: np.ndarray, cfg: DiffConfig) -> Difference:
+    """Align ``ref`` to the working-resolution target ``t``, match its lighting, compare tolerantly."""
+    r = ref.rgb
     h, w = t.shape[:2]
     valid = np.ones((h, w), dtype=np.uint8)
     warp = np.eye(2, 3, dtype=np.float32)
+    method = "none"
     if cfg.align and min(h, w) >= 16:
         tg = cv2.GaussianBlur(cv2.cvtColor(t, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
         hom = None
@@ -87,13 +85,15 @@ def localize(
         else:
             warp = estimate_alignment(ref.gray, tg, cfg)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        nearest = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
         if hom is not None:
             r = cv2.warpPerspective(r, hom, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-            valid = cv2.warpPerspective(valid, hom, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
-            warp = (hom[:2] / hom[2, 2]).astype(np.float32)
+            valid = cv2.warpPerspective(valid, hom, (w, h), flags=nearest)
+            warp, method = (hom[:2] / hom[2, 2]).astype(np.float32), "homography"
         else:
             r = cv2.warpAffine(r, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-            valid = cv2.warpAffine(valid, warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+            valid = cv2.warpAffine(valid, warp, (w, h), flags=nearest)
+            method = "shift + rotation (no homography fit)" if cfg.homography else "shift + rotation"
         valid = cv2.erode(valid, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     vmask = valid.astype(bool)
     fit_on = vmask if vmask.sum() >= 16 else np.ones_like(vmask)
@@ -113,7 +113,38 @@ def localize(
     above = t - cv2.dilate(r, k3)
     below = cv2.erode(r, k3) - t
     diff = np.maximum(np.maximum(above, below), 0).max(axis=2)
-    diff[~vmask] = 0
+    diff[~vmask] = 0  # not seen in both images: can never form a defect
+    if thr != cfg.threshold:
+        diff *= cfg.threshold / thr
+    return Difference(diff, warp, method, thr)
+
+
+def localize(
+    ref: np.ndarray | WorkingReference | list[WorkingReference],
+    tgt: np.ndarray,
+    cfg: DiffConfig | None = None,
+    *,
+    keep_map: bool = False,
+) -> DiffResult:
+    """Reference (RGB uint8, or prepared for this target size; several prepared ones form a variation
+    model) and target -> the anomaly box in target pixels (or normal).
+
+    With several references a pixel differs only when none of them explains it (the minimum of their
+    difference maps): their spread is the per-pixel tolerance."""
+    cfg = cfg or DiffConfig()
+    height, width = tgt.shape[:2]
+    refs = ref if isinstance(ref, list) else [ref]
+    refs = [r if isinstance(r, WorkingReference) else working_reference(r, height, width, cfg) for r in refs]
+    for r in refs:
+        if (r.height, r.width) != (height, width):
+            raise ValueError(f"reference prepared for {r.width}x{r.height}, target is {width}x{height}")
+    scale = refs[0].scale
+    t = _to_work(tgt, scale)
+    h, w = t.shape[:2]
+    diffs = [difference(r, t, cfg) for r in refs]
+    diff = diffs[0].diff if len(diffs) == 1 else np.minimum.reduce([d.diff for d in diffs])
+    thr = cfg.threshold
+    k3 = np.ones((3, 3), np.uint8)
     strong = cv2.morphologyEx((diff > thr).astype(np.uint8), cv2.MORPH_OPEN, k3)
     # weak pixels extend a seeded region only near its seeds (not along every edge it touches)
     near = cv2.dilate(strong, np.ones((2 * GROW + 1, 2 * GROW + 1), np.uint8))
@@ -122,15 +153,16 @@ def localize(
     seeded = np.zeros(n, dtype=bool)
     seeded[np.unique(labels[strong.astype(bool)])] = True
     seeded[0] = False
-    shift, rotation = motion(warp, w, h, scale)
+    shift, rotation = motion(diffs[0].warp, w, h, scale)
     dmap = diff if keep_map else None
+    note = {"method": diffs[0].method, "refs": len(diffs), "threshold": max(d.threshold for d in diffs)}
     if not seeded.any():
-        return DiffResult(ZERO_BOX, False, 0.0, 0.0, shift, rotation, dmap)
+        return DiffResult(ZERO_BOX, False, 0.0, 0.0, shift, rotation, dmap, note)
     areas = np.where(seeded, stats[:, cv2.CC_STAT_AREA], -1)
     best = int(np.argmax(areas))
     frac = float(areas[best]) / float(h * w)
     if frac < cfg.min_area:
-        return DiffResult(ZERO_BOX, False, 0.0, frac, shift, rotation, dmap)
+        return DiffResult(ZERO_BOX, False, 0.0, frac, shift, rotation, dmap, note)
     x, y, bw, bh = (int(v) for v in stats[best, :4])
     box = (
         max(0, int(np.floor(x / scale))),
@@ -139,4 +171,4 @@ def localize(
         min(height, int(np.ceil((y + bh) / scale))),
     )
     score = float(diff[labels == best].max()) / 255.0
-    return DiffResult(box, True, score, frac, shift, rotation, dmap)
+    return DiffResult(box, True, score, frac, shift, rotation, dmap, note)
