@@ -8,6 +8,7 @@ import numpy as np
 from differad_cli.predict.backends.diff.config import DiffConfig
 
 ECC_MARGIN = 0.12  # image fraction left out on each side when fitting the alignment
+HIGH_PASS = 6.0  # sigma (working pixels) of the lighting removed before the homography's ECC
 
 
 def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> np.ndarray | None:
@@ -109,11 +110,14 @@ def estimate_homography(
     if fell_back:
         euclid = estimate_alignment(ref_gray, tgt_gray, cfg)
         start = np.vstack([euclid, [0.0, 0.0, 1.0]]).astype(np.float32)
+    # ECC on high-passed images: a lighting ramp would otherwise pull the 8-dof fit into a false zoom
+    tgt_hp = tgt_gray - cv2.GaussianBlur(tgt_gray, (0, 0), HIGH_PASS)
+    ref_hp = ref_gray - cv2.GaussianBlur(ref_gray, (0, 0), HIGH_PASS)
     half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
     levels = ((2, 30), (1, 10)) if min(h, w) >= 64 else ((1, 40),)
     for f, iters in levels:
-        t = cv2.resize(tgt_gray, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else tgt_gray
-        r = cv2.resize(ref_gray, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else ref_gray
+        t = cv2.resize(tgt_hp, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else tgt_hp
+        r = cv2.resize(ref_hp, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else ref_hp
         m = half if f == 2 else np.eye(3, dtype=np.float32)
         inv = np.linalg.inv(m)
         my, mx = round(t.shape[0] * ECC_MARGIN / 2), round(t.shape[1] * ECC_MARGIN / 2)

@@ -12,7 +12,7 @@ from differad_cli.core.boxes import IntBox
 @dataclass
 class DiffConfig:
     threshold: float = field(
-        default=20.0,
+        default=16.0,
         metadata={"help": "Seed difference, 0-255 intensity units: lower finds fainter defects."},
     )
     low_ratio: float = field(default=0.5, metadata={"help": "Regions grow over pixels above threshold*this."})
@@ -27,7 +27,7 @@ class DiffConfig:
         default=0.25, metadata={"help": "Reject shifts larger than this image fraction."}
     )
     homography: bool = field(
-        default=False,
+        default=True,
         metadata={"help": "Fit a homography (ORB + RANSAC, then ECC) instead of shift + rotation alone."},
     )
     illumination: str = field(
@@ -37,7 +37,7 @@ class DiffConfig:
         },
     )
     noise_k: float = field(
-        default=0.0,
+        default=3.0,
         metadata={"help": "Raise the threshold to this many times the pair's estimated noise (0: off)."},
     )
 
