@@ -43,10 +43,10 @@ VARIANTS: dict[str, dict] = {
     "+gain field": {**TODAY, "illumination": "field"},
     "+local norm": {**TODAY, "illumination": "local"},
     "+noise floor": {**TODAY, "noise_k": 3.0},
-    "+noise floor, threshold 16": {**TODAY, "noise_k": 3.0, "threshold": 16.0},
+    "+noise floor thr 16": {**TODAY, "noise_k": 3.0, "threshold": 16.0},
     "hom+local": {**TODAY, "homography": True, "illumination": "local"},
-    "hom+field+noise, thr 16": {"illumination": "field"},
-    "defaults (hom+noise, thr 16)": {},
+    "hom+field+noise thr 16": {"illumination": "field"},
+    "defaults: hom+noise thr 16": {},
 }
 
 

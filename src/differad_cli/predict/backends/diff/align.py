@@ -8,7 +8,7 @@ import numpy as np
 from differad_cli.predict.backends.diff.config import DiffConfig
 
 ECC_MARGIN = 0.12  # image fraction left out on each side when fitting the alignment
-HIGH_PASS = 6.0  # sigma (working pixels) of the lighting removed before the homography's ECC
+HIGH_PASS = 24.0  # sigma (working pixels) of the lighting removed before the homography's ECC
 
 
 def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> np.ndarray | None:
@@ -25,14 +25,17 @@ def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> np.n
     return out
 
 
-def estimate_alignment(ref_gray: np.ndarray, tgt_gray: np.ndarray, cfg: DiffConfig) -> np.ndarray:
+def estimate_alignment(
+    ref_gray: np.ndarray, tgt_gray: np.ndarray, cfg: DiffConfig, *, coarse_only: bool = False
+) -> np.ndarray:
     """2x3 warp W with ref(W(x)) ~ tgt(x) (use with WARP_INVERSE_MAP); identity when nothing fits.
 
     Coarse to fine: phase correlation and ECC on a half-size copy (cheap, wide basin), then a short ECC
-    refinement at full working size (sub-pixel accuracy where it matters: at the image borders).
+    refinement at full working size (sub-pixel accuracy where it matters: at the image borders), left out
+    with ``coarse_only`` (a start for the homography, which refines at full size itself).
     """
     h, w = tgt_gray.shape
-    factors = (2, 1) if min(h, w) >= 64 else (1,)
+    factors = ((2,) if coarse_only else (2, 1)) if min(h, w) >= 64 else (1,)
     warp = np.eye(2, 3, dtype=np.float32)
     prev = factors[0]
     for level, f in enumerate(factors):
@@ -69,7 +72,7 @@ def motion(warp: np.ndarray, w: int, h: int, scale: float) -> tuple[tuple[float,
 
 def orb_features(gray: np.ndarray) -> tuple[list, np.ndarray | None]:
     u8 = np.clip(gray, 0, 255).astype(np.uint8)
-    return cv2.ORB_create(nfeatures=400, edgeThreshold=15, patchSize=15).detectAndCompute(u8, None)
+    return cv2.ORB_create(nfeatures=400, edgeThreshold=15, patchSize=15, fastThreshold=10).detectAndCompute(u8, None)
 
 
 def _plausible(hom: np.ndarray, w: int, h: int, cfg: DiffConfig) -> bool:
@@ -108,7 +111,7 @@ def estimate_homography(
     euclid = np.eye(2, 3, dtype=np.float32)
     fell_back = start is None
     if fell_back:
-        euclid = estimate_alignment(ref_gray, tgt_gray, cfg)
+        euclid = estimate_alignment(ref_gray, tgt_gray, cfg, coarse_only=True)
         start = np.vstack([euclid, [0.0, 0.0, 1.0]]).astype(np.float32)
     # ECC on high-passed images: a lighting ramp would otherwise pull the 8-dof fit into a false zoom
     tgt_hp = tgt_gray - cv2.GaussianBlur(tgt_gray, (0, 0), HIGH_PASS)
