@@ -60,19 +60,23 @@ def estimate_alignment(
 
 
 def motion(warp: np.ndarray, w: int, h: int, scale: float) -> tuple[tuple[float, float], float]:
-    """Reference -> target motion from ``warp`` (which maps target to reference coordinates): the
-    displacement of the image centre in target pixels, and the rotation in degrees (counter-clockwise
-    positive, as cv2.getRotationMatrix2D; in image coordinates that is the angle of ``warp`` itself)."""
-    inv = cv2.invertAffineTransform(warp.astype(np.float64))
-    c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
-    moved = inv[:, :2] @ c + inv[:, 2] - c
-    rotation = float(np.degrees(np.arctan2(warp[1, 0], warp[0, 0])))
+    """Reference -> target motion from ``warp`` (2x3 or a 3x3 homography, mapping target to reference
+    coordinates): the displacement of the image centre in target pixels, and the rotation in degrees
+    (counter-clockwise positive, as cv2.getRotationMatrix2D; in image coordinates that is the angle of
+    ``warp`` itself)."""
+    full = warp.astype(np.float64) if warp.shape == (3, 3) else np.vstack([warp, [0.0, 0.0, 1.0]])
+    c = np.array([[[(w - 1) / 2.0, (h - 1) / 2.0]]])
+    moved = (cv2.perspectiveTransform(c, np.linalg.inv(full)) - c)[0, 0]
+    # the mean of the two axes' angles: a homography's shear tilts one axis, a rotation both
+    angles = np.arctan2(full[1, 0], full[0, 0]), np.arctan2(-full[0, 1], full[1, 1])
+    rotation = float(np.degrees(sum(angles) / 2))
     return (float(moved[0]) / scale, float(moved[1]) / scale), rotation
 
 
 def orb_features(gray: np.ndarray) -> tuple[list, np.ndarray | None]:
     u8 = np.clip(gray, 0, 255).astype(np.uint8)
-    return cv2.ORB_create(nfeatures=400, edgeThreshold=15, patchSize=15, fastThreshold=10).detectAndCompute(u8, None)
+    orb = cv2.ORB_create(nfeatures=400, edgeThreshold=15, patchSize=15, fastThreshold=10)  # low contrast too
+    return orb.detectAndCompute(u8, None)
 
 
 def _plausible(hom: np.ndarray, w: int, h: int, cfg: DiffConfig) -> bool:

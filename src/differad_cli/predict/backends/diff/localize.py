@@ -63,7 +63,7 @@ class Difference:
     seed level (0 outside the overlap), the alignment, and how it was found."""
 
     diff: np.ndarray
-    warp: np.ndarray  # 2x3 (affine part of the homography when one was used)
+    warp: np.ndarray  # 2x3, or the 3x3 homography when one was used
     method: str  # "homography" | "shift + rotation" | "none"
     threshold: float  # the threshold this pair needed (noise floor)
 
@@ -89,7 +89,7 @@ def difference(ref: WorkingReference, t: np.ndarray, cfg: DiffConfig) -> Differe
         if hom is not None:
             r = cv2.warpPerspective(r, hom, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
             valid = cv2.warpPerspective(valid, hom, (w, h), flags=nearest)
-            warp, method = (hom[:2] / hom[2, 2]).astype(np.float32), "homography"
+            warp, method = hom / hom[2, 2], "homography"
         else:
             r = cv2.warpAffine(r, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
             valid = cv2.warpAffine(valid, warp, (w, h), flags=nearest)
