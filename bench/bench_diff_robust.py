@@ -15,6 +15,7 @@ like a real line on a bad day and scores every variant on the same pairs in the 
 hurts. Speed is per 800x800 pair (decode included) on one pinned core, for every variant.
 
     python bench/bench_diff_robust.py [--n 120] [--size 256] [--seed 4242] [--condition all] [--n-speed 8]
+        [--variants today,...] [--k-refs 1,3,8]
 """
 
 from __future__ import annotations
@@ -108,8 +109,10 @@ def perturb(ref, tgt, mask, rng: np.random.Generator, final: int, conds: set[str
     return out[0], out[1], crop
 
 
-def build_set(root: Path, n: int, size: int, seed: int, conds: set[str]) -> list:
-    """Synthesize at 1.25x, perturb, crop, write a manifest; drops defects the crop cut below half."""
+def build_set(root: Path, n: int, size: int, seed: int, conds: set[str], k: int = 1) -> list:
+    """Synthesize at 1.25x, perturb, crop, write a manifest; drops defects the crop cut below half.
+    ``k`` > 1 adds k-1 more views of the good reference (own camera pose, noise, JPEG) as the records'
+    ``refs``: the good samples a variation model learns from."""
     from differad_cli.core.images import load_mask, load_rgb, save_png
     from differad_cli.core.records import Pair, read_pairs, write_pairs
     from differad_cli.synth.config import SynthConfig
@@ -122,6 +125,7 @@ def build_set(root: Path, n: int, size: int, seed: int, conds: set[str]) -> list
     for d in ("ref", "tgt", "mask"):
         (out / d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + 1)
+    rng_views = np.random.default_rng(seed + 2)  # own stream: the k=1 set is the same for every k
     pairs = []
     for p in read_pairs(src / "pairs.jsonl"):
         mask = load_mask(p.mask) if p.mask is not None else None
@@ -135,6 +139,12 @@ def build_set(root: Path, n: int, size: int, seed: int, conds: set[str]) -> list
             mpath = out / "mask" / f"{p.id}.png"
             save_png(mpath, (crop > 0).astype(np.uint8) * 255)
         save_png(out / "ref" / f"{p.id}.png", ref)
+        views = []
+        for j in range(1, k):
+            clean = load_rgb(p.ref)
+            view, _, _ = perturb(clean, clean, None, rng_views, size, conds - {"light", "contrast"})
+            views.append(out / "ref" / f"{p.id}_{j}.png")
+            save_png(views[-1], view)
         save_png(out / "tgt" / f"{p.id}.png", tgt)
         label = int(box != (0, 0, 0, 0))
         pairs.append(
@@ -181,6 +191,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=4242, help="Held-out: the defaults were tuned on seed 99.")
     ap.add_argument("--condition", default="all", choices=("all", "none", *CONDITIONS))
     ap.add_argument("--n-speed", type=int, default=8)
+    ap.add_argument("--k-refs", default="", help="e.g. 1,3,8: also score the defaults with k references")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="names or key=value lists")
     args = ap.parse_args()
     pinned = pin_one_core()
@@ -200,8 +211,13 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bench_robust_") as tmp:
         root = Path(tmp)
-        pairs = build_set(root / "q", args.n, args.size, args.seed, conds)
-        speed = build_set(root / "s", args.n_speed, 800, args.seed + 7, conds) if args.n_speed else []
+        ks = [int(v) for v in args.k_refs.split(",") if v]
+        kmax = max(ks, default=1)
+        pairs = build_set(root / "q", args.n, args.size, args.seed, conds, kmax)
+        speed = build_set(root / "s", args.n_speed, 800, args.seed + 7, conds, kmax) if args.n_speed else []
+        variants = [(name, VARIANTS[name] if name in VARIANTS else parse_variant(name))
+                    for name in args.variants.split(",") if name]  # fmt: skip
+        variants += [(f"defaults, k={k} references", {"n_refs": k}) for k in ks]
         n_ano = sum(p.label for p in pairs)
         print(
             f"# diff backend, bad day at the line ({pinned}; conditions: {args.condition}; seed {args.seed})"
@@ -210,9 +226,9 @@ def main() -> int:
               f"speed on {len(speed)} pairs of 800px, decode included")  # fmt: skip
         print("| variant | Acc@0.3 | F1@0.3 | mIoU | normal acc | ms/pair 800² | wrong boxes |")
         print("|---|---|---|---|---|---|---|")
-        for name in args.variants.split(","):
+        for name, overrides in variants:
             backend = DiffBackend()
-            backend.cfg = DiffConfig(**(VARIANTS[name] if name in VARIANTS else parse_variant(name)))
+            backend.cfg = DiffConfig(**overrides)
             preds = {p.id: p for p in backend.predict(pairs)}
             m = score(pairs, preds)["overall"]
             ms = float("nan")

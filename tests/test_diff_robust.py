@@ -80,3 +80,27 @@ def test_prepared_reference_gives_the_per_pair_answer_with_homography() -> None:
     first, again = localize(prepared, tgt, cfg), localize(prepared, tgt, cfg)  # features cached after one
     assert first == again or first.box == again.box
     assert localize(ref, tgt, cfg).box == again.box
+
+
+def test_several_references_tolerate_what_varies_between_good_samples(tmp_path) -> None:
+    from differad_cli.core.images import save_png
+    from differad_cli.core.records import Pair
+    from differad_cli.predict.backends.diff import DiffBackend
+
+    good_a = scene(26)
+    good_b = good_a.copy()
+    good_b[40:70, 100:140] = (30, 160, 220)  # a part that legitimately comes in two colours
+    tgt = good_b.copy()
+    cfg = DiffConfig()
+    prep = [working_reference(g, *tgt.shape[:2], cfg) for g in (good_a, good_b)]
+    assert localize(good_a, tgt, cfg).anomalous  # one reference: the other colour looks like a defect
+    assert not localize(prep, tgt, cfg).anomalous
+    tgt[120:140, 40:70] = (250, 20, 20)
+    res = localize(prep, tgt, cfg)
+    assert iou(res.box, (40, 120, 70, 140)) >= 0.5 and "2 references" in res.explanation()
+    for name, img in (("a", good_a), ("b", good_b), ("t", tgt)):
+        save_png(tmp_path / f"{name}.png", img)
+    pair = Pair("p", tmp_path / "a.png", tmp_path / "t.png", (40, 120, 70, 140), 1, 192, 192,
+                refs=[tmp_path / "a.png", tmp_path / "b.png"])  # fmt: skip
+    one, two = DiffBackend().predict([pair])[0], DiffBackend(n_refs=2).predict([pair])[0]
+    assert iou(two.box, (40, 120, 70, 140)) >= 0.5 and iou(one.box, (40, 120, 70, 140)) < 0.5

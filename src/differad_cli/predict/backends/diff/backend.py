@@ -16,8 +16,11 @@ from differad_cli.predict.backends.diff.localize import WorkingReference, locali
 class DiffBackend:
     """The ``diff`` backend: :func:`localize` on each pair's images."""
 
-    def __init__(self, threshold: float | None = None, min_area: float | None = None):
+    def __init__(self, threshold: float | None = None, min_area: float | None = None, *, n_refs: int = 1):
         cfg = DiffConfig()
+        if n_refs < 1:
+            raise BadInput("--n-refs must be at least 1")
+        cfg.n_refs = n_refs
         if threshold is not None:
             if threshold <= 0:
                 raise BadInput("--threshold must be positive")
@@ -29,7 +32,16 @@ class DiffBackend:
         self.cfg = cfg
 
     def predict(self, pairs: list[Pair]) -> list[Prediction]:
-        return [self._answer(p.id, localize(*load_pair_images(p.ref, p.tgt), self.cfg)) for p in pairs]
+        return [self._answer(p.id, self._one(p)) for p in pairs]
+
+    def _one(self, p: Pair) -> DiffResult:
+        ref, tgt = load_pair_images(p.ref, p.tgt)
+        extra = [q for q in dict.fromkeys(p.refs or []) if q != p.ref][: self.cfg.n_refs - 1]
+        if not extra:
+            return localize(ref, tgt, self.cfg)
+        h, w = tgt.shape[:2]
+        refs = [working_reference(im, h, w, self.cfg) for im in (ref, *(load_rgb(q) for q in extra))]
+        return localize(refs, tgt, self.cfg)
 
     @staticmethod
     def _answer(pid: str, res: DiffResult) -> Prediction:

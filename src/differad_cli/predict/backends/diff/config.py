@@ -36,6 +36,10 @@ class DiffConfig:
             "help": "Lighting: global (gain/offset) | field (quadratic gain field) | local (mean/contrast)."
         },
     )
+    n_refs: int = field(
+        default=1,
+        metadata={"help": "References per target (the record's ref, then its refs): a variation model."},
+    )
     noise_k: float = field(
         default=3.0,
         metadata={"help": "Raise the threshold to this many times the pair's estimated noise (0: off)."},
