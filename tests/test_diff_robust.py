@@ -104,3 +104,33 @@ def test_several_references_tolerate_what_varies_between_good_samples(tmp_path) 
                 refs=[tmp_path / "a.png", tmp_path / "b.png"])  # fmt: skip
     one, two = DiffBackend().predict([pair])[0], DiffBackend(n_refs=2).predict([pair])[0]
     assert iou(two.box, (40, 120, 70, 140)) >= 0.5 and iou(one.box, (40, 120, 70, 140)) < 0.5
+
+
+def test_refs_folder_adds_references_and_an_empty_one_is_bad_input(tmp_path) -> None:
+    import pytest
+
+    from differad_cli.core.errors import BadInput
+    from differad_cli.core.images import save_png
+    from differad_cli.core.records import Pair
+    from differad_cli.predict.backends.diff import DiffBackend
+
+    good_a = scene(27)
+    good_b = good_a.copy()
+    good_b[40:70, 100:140] = (30, 160, 220)
+    (tmp_path / "good").mkdir()
+    (tmp_path / "empty").mkdir()
+    save_png(tmp_path / "a.png", good_a)
+    save_png(tmp_path / "good" / "b.png", good_b)
+    save_png(tmp_path / "t.png", good_b)
+    pair = Pair("p", tmp_path / "a.png", tmp_path / "t.png", (0, 0, 0, 0), 0, 192, 192)
+    assert DiffBackend().predict([pair])[0].box != (0, 0, 0, 0)
+    assert DiffBackend(refs_dir=tmp_path / "good").predict([pair])[0].box == (0, 0, 0, 0)
+    with pytest.raises(BadInput, match="no images"):
+        DiffBackend(refs_dir=tmp_path / "empty")
+
+
+def test_explanation_says_when_the_reference_could_not_be_aligned() -> None:
+    flat = np.full((64, 64, 3), 120, np.uint8)
+    assert "could not be aligned" in localize(flat, flat).explanation()
+    ref = scene(28)
+    assert "aligned by homography" in localize(ref, seen_through(ref, 2)[0]).explanation()

@@ -37,6 +37,10 @@ class PredictOptions:
         default=1,
         metadata=_h("diff: compare with up to this many references (the record's ref, then its refs)."),
     )
+    refs: Path | None = field(
+        default=None,
+        metadata=_h("diff: a folder of good images, extra references for every target (all, or --n-refs)."),
+    )
     batch_size: int = field(default=4, metadata=_h("hf: pairs per generate call."))
     max_new_tokens: int = field(default=256, metadata=_h("hf/openai: answer length."))
     device: str | None = field(default=None, metadata=_h("hf: cuda | cpu (default: GPU if any)."))

@@ -121,6 +121,7 @@ def estimate_homography(
     tgt_hp = tgt_gray - cv2.GaussianBlur(tgt_gray, (0, 0), HIGH_PASS)
     ref_hp = ref_gray - cv2.GaussianBlur(ref_gray, (0, 0), HIGH_PASS)
     half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
+    refined = False
     levels = ((2, 30), (1, 10)) if min(h, w) >= 64 else ((1, 40),)
     for f, iters in levels:
         t = cv2.resize(tgt_hp, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else tgt_hp
@@ -137,7 +138,7 @@ def estimate_homography(
         except cv2.error:
             continue
         if _plausible(inv @ out @ m, w, h, cfg):
-            start = (inv @ out @ m).astype(np.float32)
-    if _plausible(start, w, h, cfg):
+            start, refined = (inv @ out @ m).astype(np.float32), True
+    if (refined or not fell_back) and _plausible(start, w, h, cfg):
         return start, euclid
     return None, euclid if fell_back else estimate_alignment(ref_gray, tgt_gray, cfg)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from differad_cli.core import console
 from differad_cli.core.errors import BadInput
-from differad_cli.core.images import load_pair_images, load_rgb
+from differad_cli.core.images import list_images, load_pair_images, load_rgb
 from differad_cli.core.records import Pair, Prediction
 from differad_cli.predict.backends.diff.config import DiffConfig, DiffResult
 from differad_cli.predict.backends.diff.localize import WorkingReference, localize, working_reference
@@ -16,11 +16,24 @@ from differad_cli.predict.backends.diff.localize import WorkingReference, locali
 class DiffBackend:
     """The ``diff`` backend: :func:`localize` on each pair's images."""
 
-    def __init__(self, threshold: float | None = None, min_area: float | None = None, *, n_refs: int = 1):
+    def __init__(
+        self,
+        threshold: float | None = None,
+        min_area: float | None = None,
+        *,
+        n_refs: int = 1,
+        refs_dir: Path | None = None,
+    ):
         cfg = DiffConfig()
         if n_refs < 1:
             raise BadInput("--n-refs must be at least 1")
         cfg.n_refs = n_refs
+        self.shared: list[Path] = []  # --refs DIR: good images every target is also compared with
+        if refs_dir is not None:
+            if not Path(refs_dir).is_dir() or not (shared := list_images(refs_dir)):
+                raise BadInput(f"--refs {refs_dir}: no images there")
+            self.shared = shared
+            cfg.n_refs = 1 + len(shared) if n_refs == 1 else n_refs  # all of them unless --n-refs caps
         if threshold is not None:
             if threshold <= 0:
                 raise BadInput("--threshold must be positive")
@@ -36,7 +49,8 @@ class DiffBackend:
 
     def _one(self, p: Pair) -> DiffResult:
         ref, tgt = load_pair_images(p.ref, p.tgt)
-        extra = [q for q in dict.fromkeys(p.refs or []) if q != p.ref][: self.cfg.n_refs - 1]
+        candidates = dict.fromkeys([*(p.refs or []), *self.shared])
+        extra = [q for q in candidates if q != p.ref][: self.cfg.n_refs - 1]
         if not extra:
             return localize(ref, tgt, self.cfg)
         h, w = tgt.shape[:2]

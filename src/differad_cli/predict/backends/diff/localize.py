@@ -94,6 +94,8 @@ def difference(ref: WorkingReference, t: np.ndarray, cfg: DiffConfig) -> Differe
             r = cv2.warpAffine(r, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
             valid = cv2.warpAffine(valid, warp, (w, h), flags=nearest)
             method = "shift + rotation (no homography fit)" if cfg.homography else "shift + rotation"
+            if cfg.homography and np.allclose(warp, np.eye(2, 3), atol=1e-3):
+                method = "nothing: the reference could not be aligned, compared as it is"
         valid = cv2.erode(valid, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     vmask = valid.astype(bool)
     fit_on = vmask if vmask.sum() >= 16 else np.ones_like(vmask)
