@@ -147,11 +147,8 @@ def build_set(root: Path, n: int, size: int, seed: int, conds: set[str], k: int 
             save_png(views[-1], view)
         save_png(out / "tgt" / f"{p.id}.png", tgt)
         label = int(box != (0, 0, 0, 0))
-        pairs.append(
-            Pair(
-                p.id, out / "ref" / f"{p.id}.png", out / "tgt" / f"{p.id}.png", box, label, size, size, mpath
-            )
-        )
+        rp, tp = out / "ref" / f"{p.id}.png", out / "tgt" / f"{p.id}.png"
+        pairs.append(Pair(p.id, rp, tp, box, label, size, size, mpath, refs=[rp, *views] if views else None))
     write_pairs(out / "pairs.jsonl", pairs)
     return read_pairs(out / "pairs.jsonl")
 
