@@ -108,4 +108,4 @@ def test_explanation_reports_how_the_target_moved_from_the_reference() -> None:
     assert "target moved (+8.0, +5.0) px" in res.explanation()
     res = localize(ref, move(ref, 8.0, 5.0, 3.0))  # rotated about the centre: the centre moved (8, 5)
     assert abs(res.shift[0] - 8.0) < 0.5 and abs(res.shift[1] - 5.0) < 0.5, res.shift
-    assert abs(res.rotation - 3.0) < 0.3 and "rotated +3.0" in res.explanation()
+    assert abs(res.rotation - 3.0) < 0.1 and f"rotated {res.rotation:+.2f} deg" in res.explanation()

@@ -29,10 +29,18 @@ class PredictOptions:
     )
     template: str = field(default="differad", metadata=_h("Prompt: differad | baseline | staged."))
     threshold: float | None = field(
-        default=None, metadata=_h("diff: seed difference, 0-255 units [default: 20].")
+        default=None, metadata=_h("diff: seed difference, 0-255 units [default: 16].")
     )
     min_area: float | None = field(
         default=None, metadata=_h("diff: smallest anomaly, image fraction [default: 0.0005].")
+    )
+    n_refs: int = field(
+        default=1,
+        metadata=_h("diff: compare with up to this many references (the record's ref, then its refs)."),
+    )
+    refs: Path | None = field(
+        default=None,
+        metadata=_h("diff: a folder of good images, extra references for every target (all, or --n-refs)."),
     )
     batch_size: int = field(default=4, metadata=_h("hf: pairs per generate call."))
     max_new_tokens: int = field(default=256, metadata=_h("hf/openai: answer length."))

@@ -1,0 +1,144 @@
+"""Aligning the reference to the target (working resolution)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from differad_cli.predict.backends.diff.config import DiffConfig
+
+ECC_MARGIN = 0.12  # image fraction left out on each side when fitting the alignment
+HIGH_PASS = 24.0  # sigma (working pixels) of the lighting removed before the homography's ECC
+
+
+def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> np.ndarray | None:
+    """One ECC (Euclidean) fit on the central part: a moved target's borders hold filled-in content."""
+    h, w = tgt.shape
+    my, mx = round(h * ECC_MARGIN), round(w * ECC_MARGIN)
+    fit = np.zeros((h, w), np.uint8)
+    fit[my : h - my, mx : w - mx] = 1
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-6)
+    try:
+        _, out = cv2.findTransformECC(tgt, ref, warp.copy(), cv2.MOTION_EUCLIDEAN, criteria, fit, 5)
+    except cv2.error:
+        return None  # did not converge (flat or unrelated images)
+    return out
+
+
+def estimate_alignment(
+    ref_gray: np.ndarray, tgt_gray: np.ndarray, cfg: DiffConfig, *, coarse_only: bool = False
+) -> np.ndarray:
+    """2x3 warp W with ref(W(x)) ~ tgt(x) (use with WARP_INVERSE_MAP); identity when nothing fits.
+
+    Coarse to fine: phase correlation and ECC on a half-size copy (cheap, wide basin), then a short ECC
+    refinement at full working size (sub-pixel accuracy where it matters: at the image borders), left out
+    with ``coarse_only`` (a start for the homography, which refines at full size itself).
+    """
+    h, w = tgt_gray.shape
+    factors = ((2,) if coarse_only else (2, 1)) if min(h, w) >= 64 else (1,)
+    warp = np.eye(2, 3, dtype=np.float32)
+    prev = factors[0]
+    for level, f in enumerate(factors):
+        t = cv2.resize(tgt_gray, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else tgt_gray
+        r = cv2.resize(ref_gray, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else ref_gray
+        if level == 0:
+            win = cv2.createHanningWindow((t.shape[1], t.shape[0]), cv2.CV_32F)
+            (dx, dy), _ = cv2.phaseCorrelate(t, r, win)
+            if abs(dx) <= cfg.max_shift * t.shape[1] and abs(dy) <= cfg.max_shift * t.shape[0]:
+                warp[:, 2] = (dx, dy)
+        else:
+            warp[:, 2] *= prev / f
+        prev = f
+        fitted = _ecc(t, r, warp, 100 if level == 0 else 30)
+        if fitted is None:
+            continue
+        angle = np.degrees(np.arctan2(fitted[1, 0], fitted[0, 0]))
+        if abs(angle) <= cfg.max_rotation and np.all(np.abs(fitted[:, 2]) <= cfg.max_shift * max(t.shape)):
+            warp = fitted.astype(np.float32)
+    warp[:, 2] *= prev
+    return warp
+
+
+def motion(warp: np.ndarray, w: int, h: int, scale: float) -> tuple[tuple[float, float], float]:
+    """Reference -> target motion from ``warp`` (2x3 or a 3x3 homography, mapping target to reference
+    coordinates): the displacement of the image centre in target pixels, and the rotation in degrees
+    (counter-clockwise positive, as cv2.getRotationMatrix2D; in image coordinates that is the angle of
+    ``warp`` itself)."""
+    full = warp.astype(np.float64) if warp.shape == (3, 3) else np.vstack([warp, [0.0, 0.0, 1.0]])
+    c = np.array([[[(w - 1) / 2.0, (h - 1) / 2.0]]])
+    moved = (cv2.perspectiveTransform(c, np.linalg.inv(full)) - c)[0, 0]
+    # the mean of the two axes' angles: a homography's shear tilts one axis, a rotation both
+    angles = np.arctan2(full[1, 0], full[0, 0]), np.arctan2(-full[0, 1], full[1, 1])
+    rotation = float(np.degrees(sum(angles) / 2))
+    return (float(moved[0]) / scale, float(moved[1]) / scale), rotation
+
+
+def orb_features(gray: np.ndarray) -> tuple[list, np.ndarray | None]:
+    u8 = np.clip(gray, 0, 255).astype(np.uint8)
+    orb = cv2.ORB_create(nfeatures=400, edgeThreshold=15, patchSize=15, fastThreshold=10)  # low contrast too
+    return orb.detectAndCompute(u8, None)
+
+
+def _plausible(hom: np.ndarray, w: int, h: int, cfg: DiffConfig) -> bool:
+    """A homography that moves the corners about as far as the allowed shift + rotation could."""
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]]).reshape(-1, 1, 2)
+    try:
+        moved = cv2.perspectiveTransform(corners, hom.astype(np.float64))
+    except cv2.error:
+        return False
+    reach = (cfg.max_shift + np.radians(cfg.max_rotation)) * max(w, h)
+    return bool(np.all(np.isfinite(moved)) and np.abs(moved - corners).max() <= reach)
+
+
+def estimate_homography(
+    ref_gray: np.ndarray, tgt_gray: np.ndarray, cfg: DiffConfig, ref_features: tuple | None = None
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """(3x3 H with ref(H(x)) ~ tgt(x) or None when nothing plausible fits, the 2x3 Euclidean fallback).
+
+    Why: scale and perspective (a camera that moved) leave a residual that grows toward the borders under
+    shift + rotation. ORB matches + RANSAC give a wide-basin start (the Euclidean fit of
+    :func:`estimate_alignment` only when they fail: it costs as much as the rest), then ECC with a
+    homography model refines it coarse to fine (half size, then a few full-size steps).
+    """
+    h, w = tgt_gray.shape
+    start = None
+    kr, dr = ref_features if ref_features is not None else orb_features(ref_gray)
+    kt, dt = orb_features(tgt_gray)
+    if dr is not None and dt is not None and len(kr) >= 8 and len(kt) >= 8:
+        matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(dt, dr)
+        if len(matches) >= 12:
+            src = np.float32([kt[m.queryIdx].pt for m in matches])
+            dst = np.float32([kr[m.trainIdx].pt for m in matches])
+            hom, inl = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+            if hom is not None and int(inl.sum()) >= 12 and _plausible(hom, w, h, cfg):
+                start = hom.astype(np.float32)
+    euclid = np.eye(2, 3, dtype=np.float32)
+    fell_back = start is None
+    if fell_back:
+        euclid = estimate_alignment(ref_gray, tgt_gray, cfg, coarse_only=True)
+        start = np.vstack([euclid, [0.0, 0.0, 1.0]]).astype(np.float32)
+    # ECC on high-passed images: a lighting ramp would otherwise pull the 8-dof fit into a false zoom
+    tgt_hp = tgt_gray - cv2.GaussianBlur(tgt_gray, (0, 0), HIGH_PASS)
+    ref_hp = ref_gray - cv2.GaussianBlur(ref_gray, (0, 0), HIGH_PASS)
+    half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
+    refined = False
+    levels = ((2, 30), (1, 10)) if min(h, w) >= 64 else ((1, 40),)
+    for f, iters in levels:
+        t = cv2.resize(tgt_hp, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else tgt_hp
+        r = cv2.resize(ref_hp, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else ref_hp
+        m = half if f == 2 else np.eye(3, dtype=np.float32)
+        inv = np.linalg.inv(m)
+        my, mx = round(t.shape[0] * ECC_MARGIN / 2), round(t.shape[1] * ECC_MARGIN / 2)
+        fit = np.zeros(t.shape, np.uint8)
+        fit[my : t.shape[0] - my, mx : t.shape[1] - mx] = 1
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-5)
+        try:
+            _, out = cv2.findTransformECC(t, r, (m @ start @ inv).astype(np.float32), cv2.MOTION_HOMOGRAPHY,
+                                          criteria, fit, 5)  # fmt: skip
+        except cv2.error:
+            continue
+        if _plausible(inv @ out @ m, w, h, cfg):
+            start, refined = (inv @ out @ m).astype(np.float32), True
+    if (refined or not fell_back) and _plausible(start, w, h, cfg):
+        return start, euclid
+    return None, euclid if fell_back else estimate_alignment(ref_gray, tgt_gray, cfg)

@@ -1,0 +1,82 @@
+"""The ``diff`` backend: pairs in, predictions out; line mode prepares the reference once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from differad_cli.core import console
+from differad_cli.core.errors import BadInput
+from differad_cli.core.images import list_images, load_pair_images, load_rgb
+from differad_cli.core.records import Pair, Prediction
+from differad_cli.predict.backends.diff.config import DiffConfig, DiffResult
+from differad_cli.predict.backends.diff.localize import WorkingReference, localize, working_reference
+
+
+class DiffBackend:
+    """The ``diff`` backend: :func:`localize` on each pair's images."""
+
+    def __init__(
+        self,
+        threshold: float | None = None,
+        min_area: float | None = None,
+        *,
+        n_refs: int = 1,
+        refs_dir: Path | None = None,
+    ):
+        cfg = DiffConfig()
+        if n_refs < 1:
+            raise BadInput("--n-refs must be at least 1")
+        cfg.n_refs = n_refs
+        self.shared: list[Path] = []  # --refs DIR: good images every target is also compared with
+        if refs_dir is not None:
+            if not Path(refs_dir).is_dir() or not (shared := list_images(refs_dir)):
+                raise BadInput(f"--refs {refs_dir}: no images there")
+            self.shared = shared
+            cfg.n_refs = 1 + len(shared) if n_refs == 1 else n_refs  # all of them unless --n-refs caps
+        if threshold is not None:
+            if threshold <= 0:
+                raise BadInput("--threshold must be positive")
+            cfg.threshold = threshold
+        if min_area is not None:
+            if not 0 <= min_area < 1:
+                raise BadInput("--min-area must be a fraction in [0, 1)")
+            cfg.min_area = min_area
+        self.cfg = cfg
+
+    def predict(self, pairs: list[Pair]) -> list[Prediction]:
+        return [self._answer(p.id, self._one(p)) for p in pairs]
+
+    def _one(self, p: Pair) -> DiffResult:
+        ref, tgt = load_pair_images(p.ref, p.tgt)
+        candidates = dict.fromkeys([*(p.refs or []), *self.shared])
+        extra = [q for q in candidates if q != p.ref][: self.cfg.n_refs - 1]
+        if not extra:
+            return localize(ref, tgt, self.cfg)
+        h, w = tgt.shape[:2]
+        refs = [working_reference(im, h, w, self.cfg) for im in (ref, *(load_rgb(q) for q in extra))]
+        return localize(refs, tgt, self.cfg)
+
+    @staticmethod
+    def _answer(pid: str, res: DiffResult) -> Prediction:
+        return Prediction(pid, res.box, True, res.explanation(), round(res.score, 4))
+
+    def with_reference(self, ref: Path) -> Callable[[Pair], Prediction]:
+        """Line mode: the reference decoded once and prepared once per target size (its working-resolution
+        copy and alignment image); each call then answers one target against it."""
+        source = load_rgb(ref)
+        prepared: dict[tuple[int, int], WorkingReference] = {}
+
+        def answer(pair: Pair) -> Prediction:
+            tgt = load_rgb(pair.tgt)
+            size = tgt.shape[:2]
+            if size not in prepared:
+                if source.shape[:2] != size:
+                    console.warn(
+                        f"reference {ref.name} is {source.shape[1]}x{source.shape[0]}, targets of "
+                        f"{size[1]}x{size[0]} get it resized"
+                    )
+                prepared[size] = working_reference(source, size[0], size[1], self.cfg)
+            return self._answer(pair.id, localize(prepared[size], tgt, self.cfg))
+
+        return answer

@@ -1,0 +1,176 @@
+"""One pair: align, match, compare, box the largest region that differs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from differad_cli.core.boxes import ZERO_BOX
+from differad_cli.predict.backends.diff.align import (
+    estimate_alignment,
+    estimate_homography,
+    motion,
+    orb_features,
+)
+from differad_cli.predict.backends.diff.config import DiffConfig, DiffResult
+from differad_cli.predict.backends.diff.photometric import (
+    match_gain,
+    match_gain_field,
+    match_local,
+    noise_sigma,
+)
+
+GROW = 4  # working pixels a region may grow beyond its seeds over weaker differences
+
+
+def _to_work(img: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return img.astype(np.float32)
+    h, w = img.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    return cv2.resize(img, size, interpolation=interp).astype(np.float32)
+
+
+@dataclass
+class WorkingReference:
+    """The reference at one target size: resized to the working resolution and, for alignment, its blurred
+    gray copy. Line mode computes it once per reference and target size instead of once per pair."""
+
+    height: int  # target size it was made for
+    width: int
+    scale: float
+    rgb: np.ndarray  # working-resolution float32 RGB
+    gray: np.ndarray  # blurred gray (alignment)
+    features: tuple | None = field(default=None, repr=False)  # its ORB keypoints (homography), made once
+
+
+def working_reference(ref: np.ndarray, height: int, width: int, cfg: DiffConfig) -> WorkingReference:
+    if ref.shape[:2] != (height, width):
+        ref = cv2.resize(ref, (width, height), interpolation=cv2.INTER_AREA)
+    # small images are upsampled too: blur, tolerance and morphology then act at one, tuned scale
+    scale = cfg.work_size / max(height, width)
+    r = _to_work(ref, scale)
+    gray = cv2.GaussianBlur(cv2.cvtColor(r, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
+    return WorkingReference(height, width, scale, r, gray)
+
+
+@dataclass
+class Difference:
+    """One reference against the target: the tolerant difference scaled so that ``cfg.threshold`` is the
+    seed level (0 outside the overlap), the alignment, and how it was found."""
+
+    diff: np.ndarray
+    warp: np.ndarray  # 2x3, or the 3x3 homography when one was used
+    method: str  # "homography" | "shift + rotation" | "none"
+    threshold: float  # the threshold this pair needed (noise floor)
+
+
+def difference(ref: WorkingReference, t: np.ndarray, cfg: DiffConfig) -> Difference:
+    """Align ``ref`` to the working-resolution target ``t``, match its lighting, compare tolerantly."""
+    r = ref.rgb
+    h, w = t.shape[:2]
+    valid = np.ones((h, w), dtype=np.uint8)
+    warp = np.eye(2, 3, dtype=np.float32)
+    method = "none"
+    if cfg.align and min(h, w) >= 16:
+        tg = cv2.GaussianBlur(cv2.cvtColor(t, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
+        hom = None
+        if cfg.homography:
+            if ref.features is None:
+                ref.features = orb_features(ref.gray)
+            hom, warp = estimate_homography(ref.gray, tg, cfg, ref.features)
+        else:
+            warp = estimate_alignment(ref.gray, tg, cfg)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        nearest = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+        if hom is not None:
+            r = cv2.warpPerspective(r, hom, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+            valid = cv2.warpPerspective(valid, hom, (w, h), flags=nearest)
+            warp, method = hom / hom[2, 2], "homography"
+        else:
+            r = cv2.warpAffine(r, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+            valid = cv2.warpAffine(valid, warp, (w, h), flags=nearest)
+            method = "shift + rotation (no homography fit)" if cfg.homography else "shift + rotation"
+            if cfg.homography and np.allclose(warp, np.eye(2, 3), atol=1e-3):
+                method = "nothing: the reference could not be aligned, compared as it is"
+        valid = cv2.erode(valid, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    vmask = valid.astype(bool)
+    fit_on = vmask if vmask.sum() >= 16 else np.ones_like(vmask)
+    if cfg.illumination == "field":
+        r = match_gain_field(r, t, fit_on)
+    elif cfg.illumination == "local":
+        r = match_local(match_gain(r, t, fit_on), t)
+    else:
+        r = match_gain(r, t, fit_on)
+    if cfg.blur > 0:
+        r = cv2.GaussianBlur(r, (0, 0), cfg.blur)
+        t = cv2.GaussianBlur(t, (0, 0), cfg.blur)
+    thr = cfg.threshold
+    if cfg.noise_k > 0:  # the pair's own noise floor, measured after blur: where the tolerance must sit
+        thr = max(thr, cfg.noise_k * noise_sigma(r, t, fit_on))
+    k3 = np.ones((3, 3), np.uint8)
+    above = t - cv2.dilate(r, k3)
+    below = cv2.erode(r, k3) - t
+    diff = np.maximum(np.maximum(above, below), 0).max(axis=2)
+    diff[~vmask] = 0  # not seen in both images: can never form a defect
+    if thr != cfg.threshold:
+        diff *= cfg.threshold / thr
+    return Difference(diff, warp, method, thr)
+
+
+def localize(
+    ref: np.ndarray | WorkingReference | list[WorkingReference],
+    tgt: np.ndarray,
+    cfg: DiffConfig | None = None,
+    *,
+    keep_map: bool = False,
+) -> DiffResult:
+    """Reference (RGB uint8, or prepared for this target size; several prepared ones form a variation
+    model) and target -> the anomaly box in target pixels (or normal).
+
+    With several references a pixel differs only when none of them explains it (the minimum of their
+    difference maps): their spread is the per-pixel tolerance."""
+    cfg = cfg or DiffConfig()
+    height, width = tgt.shape[:2]
+    refs = ref if isinstance(ref, list) else [ref]
+    refs = [r if isinstance(r, WorkingReference) else working_reference(r, height, width, cfg) for r in refs]
+    for r in refs:
+        if (r.height, r.width) != (height, width):
+            raise ValueError(f"reference prepared for {r.width}x{r.height}, target is {width}x{height}")
+    scale = refs[0].scale
+    t = _to_work(tgt, scale)
+    h, w = t.shape[:2]
+    diffs = [difference(r, t, cfg) for r in refs]
+    diff = diffs[0].diff if len(diffs) == 1 else np.minimum.reduce([d.diff for d in diffs])
+    thr = cfg.threshold
+    k3 = np.ones((3, 3), np.uint8)
+    strong = cv2.morphologyEx((diff > thr).astype(np.uint8), cv2.MORPH_OPEN, k3)
+    # weak pixels extend a seeded region only near its seeds (not along every edge it touches)
+    near = cv2.dilate(strong, np.ones((2 * GROW + 1, 2 * GROW + 1), np.uint8))
+    weak = ((diff > thr * cfg.low_ratio) & (near > 0)).astype(np.uint8) | strong
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
+    seeded = np.zeros(n, dtype=bool)
+    seeded[np.unique(labels[strong.astype(bool)])] = True
+    seeded[0] = False
+    shift, rotation = motion(diffs[0].warp, w, h, scale)
+    dmap = diff if keep_map else None
+    note = {"method": diffs[0].method, "refs": len(diffs), "threshold": max(d.threshold for d in diffs)}
+    if not seeded.any():
+        return DiffResult(ZERO_BOX, False, 0.0, 0.0, shift, rotation, dmap, note)
+    areas = np.where(seeded, stats[:, cv2.CC_STAT_AREA], -1)
+    best = int(np.argmax(areas))
+    frac = float(areas[best]) / float(h * w)
+    if frac < cfg.min_area:
+        return DiffResult(ZERO_BOX, False, 0.0, frac, shift, rotation, dmap, note)
+    x, y, bw, bh = (int(v) for v in stats[best, :4])
+    box = (
+        max(0, int(np.floor(x / scale))),
+        max(0, int(np.floor(y / scale))),
+        min(width, int(np.ceil((x + bw) / scale))),
+        min(height, int(np.ceil((y + bh) / scale))),
+    )
+    score = float(diff[labels == best].max()) / 255.0
+    return DiffResult(box, True, score, frac, shift, rotation, dmap, note)

@@ -1,0 +1,107 @@
+"""Photometric matching of the aligned reference to the target: illumination and noise."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def _fit_gain(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """y ~ a*x + b over corresponding pixels, robust to the defect (a minority of outlier pairs).
+
+    Least squares, then refits on the pairs whose residual lies within 3 robust sigmas (MAD).
+    """
+    if x.var() < 1.0:  # a flat reference channel: the (median) offset is all there is
+        return 1.0, float(np.median(y - x))
+    keep = np.ones(x.shape, bool)
+    a, b = 1.0, 0.0
+    for _ in range(3):
+        xs, ys = x[keep], y[keep]
+        if xs.size < 16 or xs.var() < 1.0:
+            break
+        a = float(np.clip(np.cov(xs, ys, bias=True)[0, 1] / xs.var(), 0.5, 2.0))
+        b = float(ys.mean() - a * xs.mean())
+        res = y - (a * x + b)
+        med = float(np.median(res))
+        keep = np.abs(res - med) <= 3.0 * 1.4826 * float(np.median(np.abs(res - med))) + 2.0
+    return a, b
+
+
+def match_gain(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per-channel gain/offset of the aligned reference fitted to the target (illumination drift)."""
+    out = np.empty_like(ref)
+    sub = valid.copy()
+    sub[1::2, :] = False  # a quarter of the pixels is plenty for two parameters
+    sub[:, 1::2] = False
+    for c in range(ref.shape[2]):
+        x, y = ref[:, :, c][sub], tgt[:, :, c][sub]
+        if x.size < 16:
+            out[:, :, c] = ref[:, :, c]
+            continue
+        a, b = _fit_gain(x, y)
+        out[:, :, c] = ref[:, :, c] * a + b
+    return np.clip(out, 0.0, 255.0, out=out)  # the target saturates too: never flag clipped highlights
+
+
+def _basis(h: int, w: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quadratic polynomial terms in x, y (-1..1) on the full grid and on every ``step``-th pixel."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xx, yy = 2.0 * xx / max(w - 1, 1) - 1.0, 2.0 * yy / max(h - 1, 1) - 1.0
+    full = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1)
+    return full, full[::step, ::step]
+
+
+def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The aligned reference times a smooth (quadratic) gain field plus a per-channel offset, fitted on the
+    overlap: a lighting ramp or vignetting is a slowly varying multiplier, which one global gain misses.
+
+    Robust like :func:`_fit_gain`: refits on the pixels within 3 robust sigmas, so a defect (a minority of
+    the overlap) does not bend the field.
+    """
+    h, w, c = ref.shape
+    step = 4
+    full, phi = _basis(h, w, step)
+    keep = valid[::step, ::step].reshape(-1).copy()
+    x = ref[::step, ::step].reshape(-1, c)
+    y = tgt[::step, ::step].reshape(-1, c)
+    if keep.sum() < 64:
+        return match_gain(ref, tgt, valid)
+    ph = phi.reshape(-1, phi.shape[-1])
+    out = np.empty_like(ref)
+    for ch in range(c):
+        design = np.concatenate([ph * x[:, ch : ch + 1], np.ones((len(ph), 1), np.float32)], axis=1)
+        k = keep.copy()
+        coef = np.zeros(design.shape[1], np.float32)
+        coef[0] = 1.0
+        for _ in range(3):
+            if k.sum() < 64:
+                break
+            coef, *_ = np.linalg.lstsq(design[k], y[k, ch], rcond=None)
+            res = y[:, ch] - design @ coef
+            med = float(np.median(res[keep]))
+            mad = float(np.median(np.abs(res[keep] - med)))
+            k = keep & (np.abs(res - med) <= 3.0 * 1.4826 * mad + 2.0)
+        gain = np.clip(full @ coef[:-1].astype(np.float32), 0.5, 2.0)
+        out[:, :, ch] = ref[:, :, ch] * gain + coef[-1]
+    return np.clip(out, 0.0, 255.0, out=out)
+
+
+def match_local(ref: np.ndarray, tgt: np.ndarray, sigma: float = 12.0) -> np.ndarray:
+    """The reference's local mean/contrast (Gaussian window ``sigma``) set to the target's: cancels any
+    lighting smoother than the window, at the price of weakening defects as large as it."""
+    mr, mt = cv2.GaussianBlur(ref, (0, 0), sigma), cv2.GaussianBlur(tgt, (0, 0), sigma)
+    sr = np.sqrt(np.maximum(cv2.GaussianBlur(ref * ref, (0, 0), sigma) - mr * mr, 0.0)) + 2.0
+    st = np.sqrt(np.maximum(cv2.GaussianBlur(tgt * tgt, (0, 0), sigma) - mt * mt, 0.0)) + 2.0
+    out = mt + (ref - mr) * np.clip(st / sr, 0.5, 2.0)
+    return np.clip(out, 0.0, 255.0, out=out)
+
+
+def noise_sigma(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> float:
+    """Robust per-pair noise of the difference (0-255 units): 1.4826 * MAD of target minus matched
+    reference over the overlap, max over channels. Noise and compression blocks widen it; a defect, being a
+    minority of pixels, does not."""
+    d = (tgt[::2, ::2] - ref[::2, ::2])[valid[::2, ::2]]  # a quarter of the pixels: the median is stable
+    if d.size < 16:
+        return 0.0
+    med = np.median(d, axis=0)
+    return float(1.4826 * np.median(np.abs(d - med), axis=0).max())

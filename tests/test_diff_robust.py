@@ -1,0 +1,136 @@
+"""The diff backend on a bad day: homography alignment with the overlap carried through, a smooth gain
+field against lighting ramps, a per-pair noise floor. Each test also shows the old path failing."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from differad_cli.core.boxes import iou
+from differad_cli.predict.backends.diff import DiffConfig, localize, working_reference
+from test_diffloc import scene
+
+OLD = {"homography": False, "illumination": "global", "noise_k": 0.0}
+
+
+def seen_through(img: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``img`` seen by a camera that moved: scale, rotation and perspective; plus the homography."""
+    h, w = img.shape[:2]
+    m = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), 3.0, 1.04), [0, 0, 1]])
+    m[:2, 2] += (5.0, -4.0)
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    rng = np.random.default_rng(seed)
+    hom = cv2.getPerspectiveTransform(src, src + rng.uniform(-4, 4, (4, 2)).astype(np.float32)) @ m
+    return cv2.warpPerspective(img, hom, (w, h), borderMode=cv2.BORDER_REFLECT), hom
+
+
+def test_homography_keeps_a_moved_camera_normal_and_finds_the_defect() -> None:
+    big = scene(21, 256)
+    ref, _ = seen_through(big, 0)
+    ref, tgt = ref[32:224, 32:224], big[32:224, 32:224].copy()
+    assert not localize(ref, tgt, DiffConfig(homography=True)).anomalous
+    assert localize(ref, tgt, DiffConfig(**OLD)).anomalous  # shift + rotation leaves the scale residue
+    tgt[100:118, 60:84] = (240, 30, 210)
+    res = localize(ref, tgt, DiffConfig(homography=True))
+    assert iou(res.box, (60, 100, 84, 118)) >= 0.5, res.box
+
+
+def test_pixels_outside_the_overlap_never_form_a_defect() -> None:
+    ref = scene(22)
+    tgt = np.roll(ref, 12, axis=1)
+    tgt[:, :12] = (255, 0, 255)  # content that came into view: not in the reference at all
+    res = localize(ref, tgt, DiffConfig(homography=True), keep_map=True)
+    assert res.diff_map is not None and float(res.diff_map[:, :12].max()) == 0.0
+    assert not res.anomalous, res
+
+
+def ramp(img: np.ndarray, strength: float) -> np.ndarray:
+    w = img.shape[1]
+    gain = 1.0 + strength * (np.arange(w, dtype=np.float32) / (w - 1) - 0.5)
+    return np.clip(img * gain[None, :, None], 0, 255).astype(np.uint8)
+
+
+def test_gain_field_cancels_a_lighting_ramp() -> None:
+    ref = scene(23)
+    tgt = ramp(ref, 0.4)
+    assert localize(ref, tgt, DiffConfig(**OLD)).anomalous  # one global gain cannot follow a ramp
+    assert not localize(ref, tgt, DiffConfig(illumination="field")).anomalous
+    tgt[60:80, 120:150] = (20, 230, 40)
+    res = localize(ref, tgt, DiffConfig(illumination="field"))
+    assert iou(res.box, (120, 60, 150, 80)) >= 0.5, res.box
+
+
+def test_noise_floor_raises_the_threshold_on_a_noisy_pair() -> None:
+    ref = scene(24)
+    rng = np.random.default_rng(0)
+    tgt = np.clip(ref + rng.normal(0, 30, ref.shape), 0, 255).astype(np.uint8)
+    assert localize(ref, tgt, DiffConfig(**OLD)).anomalous
+    assert not localize(ref, tgt, DiffConfig(noise_k=3.0)).anomalous
+    quiet = ref.copy()
+    quiet[60:80, 60:90] = (250, 250, 20)  # a clean pair keeps its low threshold
+    assert localize(ref, quiet, DiffConfig(noise_k=3.0)).anomalous
+
+
+def test_prepared_reference_gives_the_per_pair_answer_with_homography() -> None:
+    cfg = DiffConfig(homography=True, illumination="field", noise_k=3.0)
+    ref = scene(25)
+    tgt, _ = seen_through(ref, 1)
+    tgt[50:70, 50:80] = (0, 0, 255)
+    prepared = working_reference(ref, *tgt.shape[:2], cfg)
+    first, again = localize(prepared, tgt, cfg), localize(prepared, tgt, cfg)  # features cached after one
+    assert first == again or first.box == again.box
+    assert localize(ref, tgt, cfg).box == again.box
+
+
+def test_several_references_tolerate_what_varies_between_good_samples(tmp_path) -> None:
+    from differad_cli.core.images import save_png
+    from differad_cli.core.records import Pair
+    from differad_cli.predict.backends.diff import DiffBackend
+
+    good_a = scene(26)
+    good_b = good_a.copy()
+    good_b[40:70, 100:140] = (30, 160, 220)  # a part that legitimately comes in two colours
+    tgt = good_b.copy()
+    cfg = DiffConfig()
+    prep = [working_reference(g, *tgt.shape[:2], cfg) for g in (good_a, good_b)]
+    assert localize(good_a, tgt, cfg).anomalous  # one reference: the other colour looks like a defect
+    assert not localize(prep, tgt, cfg).anomalous
+    tgt[120:140, 40:70] = (250, 20, 20)
+    res = localize(prep, tgt, cfg)
+    assert iou(res.box, (40, 120, 70, 140)) >= 0.5 and "2 references" in res.explanation()
+    for name, img in (("a", good_a), ("b", good_b), ("t", tgt)):
+        save_png(tmp_path / f"{name}.png", img)
+    pair = Pair("p", tmp_path / "a.png", tmp_path / "t.png", (40, 120, 70, 140), 1, 192, 192,
+                refs=[tmp_path / "a.png", tmp_path / "b.png"])  # fmt: skip
+    one, two = DiffBackend().predict([pair])[0], DiffBackend(n_refs=2).predict([pair])[0]
+    assert iou(two.box, (40, 120, 70, 140)) >= 0.5 and iou(one.box, (40, 120, 70, 140)) < 0.5
+
+
+def test_refs_folder_adds_references_and_an_empty_one_is_bad_input(tmp_path) -> None:
+    import pytest
+
+    from differad_cli.core.errors import BadInput
+    from differad_cli.core.images import save_png
+    from differad_cli.core.records import Pair
+    from differad_cli.predict.backends.diff import DiffBackend
+
+    good_a = scene(27)
+    good_b = good_a.copy()
+    good_b[40:70, 100:140] = (30, 160, 220)
+    (tmp_path / "good").mkdir()
+    (tmp_path / "empty").mkdir()
+    save_png(tmp_path / "a.png", good_a)
+    save_png(tmp_path / "good" / "b.png", good_b)
+    save_png(tmp_path / "t.png", good_b)
+    pair = Pair("p", tmp_path / "a.png", tmp_path / "t.png", (0, 0, 0, 0), 0, 192, 192)
+    assert DiffBackend().predict([pair])[0].box != (0, 0, 0, 0)
+    assert DiffBackend(refs_dir=tmp_path / "good").predict([pair])[0].box == (0, 0, 0, 0)
+    with pytest.raises(BadInput, match="no images"):
+        DiffBackend(refs_dir=tmp_path / "empty")
+
+
+def test_explanation_says_when_the_reference_could_not_be_aligned() -> None:
+    flat = np.full((64, 64, 3), 120, np.uint8)
+    assert "could not be aligned" in localize(flat, flat).explanation()
+    ref = scene(28)
+    assert "aligned by homography" in localize(ref, seen_through(ref, 2)[0]).explanation()
