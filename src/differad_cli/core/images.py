@@ -11,6 +11,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
@@ -29,6 +30,21 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 cv2.setNumThreads(1)  # stages parallelize across processes; OpenCV's own pool would oversubscribe
 
 
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation from the header. A PNG's eXIf chunk is read only when it precedes the pixel data:
+    PIL's ``getexif`` on a PNG without one decodes the whole image to look further (as slow as the decode)."""
+    if im.format not in EXIF_FORMATS:
+        return 1
+    if im.format == "PNG":
+        raw = im.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+        return exif.get(EXIF_ORIENTATION, 1)
+    return im.getexif().get(EXIF_ORIENTATION, 1)
+
+
 def _header(p: Path, max_pixels: int) -> tuple[int, int, int]:
     """(width, height, EXIF orientation) as stored; raises ImageError for missing/corrupt/oversized files."""
     if not p.is_file():
@@ -38,7 +54,7 @@ def _header(p: Path, max_pixels: int) -> tuple[int, int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as im:
                 w, h = im.size
-                orientation = im.getexif().get(EXIF_ORIENTATION, 1) if im.format in EXIF_FORMATS else 1
+                orientation = _orientation(im)
     except Image.DecompressionBombError as e:
         raise ImageError(f"refusing {p}: image is too large ({e})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
@@ -90,6 +106,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 
 _STDERR_LOCK = threading.Lock()
+_CAPTURE: tuple[int, IO[bytes]] | None = None
 LIBRARY_PREFIXES = ("libpng", "[ WARN", "[ERROR", "libjpeg", "libtiff", "TIFF")
 FATAL = ("libpng error", "Premature end of JPEG", "Not enough image data")
 
@@ -98,8 +115,14 @@ FATAL = ("libpng error", "Premature end of JPEG", "Not enough image data")
 def _library_messages() -> Iterator[list[str]]:
     """Collect what C libraries (libpng, libjpeg, OpenCV) print on file descriptor 2 while decoding, so
     they become our one-line messages instead of stray lines; anything else written meanwhile is passed on."""
+    global _CAPTURE
     lines: list[str] = []
-    with _STDERR_LOCK, tempfile.TemporaryFile() as tmp:
+    with _STDERR_LOCK:
+        if _CAPTURE is None or _CAPTURE[0] != os.getpid():  # one scratch file per process (workers fork)
+            _CAPTURE = (os.getpid(), tempfile.TemporaryFile())  # noqa: SIM115 (lives with the process)
+        tmp = _CAPTURE[1]
+        tmp.seek(0)
+        tmp.truncate()
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(tmp.fileno(), 2)
@@ -108,10 +131,11 @@ def _library_messages() -> Iterator[list[str]]:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-            tmp.seek(0)
-            lines.extend(
-                ln.strip() for ln in tmp.read().decode("utf-8", "replace").splitlines() if ln.strip()
-            )
+            end = os.fstat(tmp.fileno()).st_size
+            if end:
+                tmp.seek(0)
+                text = tmp.read().decode("utf-8", "replace")
+                lines.extend(ln.strip() for ln in text.splitlines() if ln.strip())
 
 
 def _decode(p: Path) -> np.ndarray:
