@@ -66,7 +66,11 @@ def predict_cmd(
 
     images = list(images or [])
     if line.ref is not None or line.targets is not None or line.watch is not None:
-        _line_mode(opts, line, images, pairs is not None or out is not None or overlay is not None)
+        from differad_cli.predict.line import run_line_mode
+
+        run_line_mode(
+            opts, line, images, batch_flags=pairs is not None or out is not None or overlay is not None
+        )
         return
     if pairs is not None:
         if images:
@@ -89,27 +93,6 @@ def predict_cmd(
     if overlay is not None:
         write_overlay(overlay, result, force=opts.force)
     print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))
-
-
-def _line_mode(opts: PredictOptions, line: LineOptions, targets: list[Path], batch_flags: bool) -> None:
-    """--ref GOLDEN with targets from the arguments, --targets and/or --watch: JSONL answers on stdout."""
-    import itertools
-
-    from differad_cli.core import console
-    from differad_cli.core.errors import BadInput
-    from differad_cli.predict.line import print_json_line, run_line, targets_from, watch_folder
-
-    if line.ref is None:
-        raise BadInput("--targets and --watch need --ref GOLDEN (the reference for every target)")
-    if batch_flags:
-        raise BadInput("--pairs, --out and --overlay do not apply to line mode (--ref): answers go to stdout")
-    if not targets and line.targets is None and line.watch is None:
-        raise BadInput("--ref needs targets: TARGET... arguments, --targets DIR|GLOB|-, or --watch DIR")
-    stream = targets_from(targets, line.targets)
-    if line.watch is not None:
-        stream = itertools.chain(stream, watch_folder(line.watch))
-    done, skipped = run_line(line.ref, stream, opts, emit=print_json_line)
-    console.info(f"line mode: {done} target(s) answered, {skipped} skipped")
 
 
 COMMANDS = (

@@ -11,6 +11,7 @@ the stream never stops for it.
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import sys
 import time
@@ -25,7 +26,7 @@ from differad_cli.core.images import image_size, list_images, load_rgb
 from differad_cli.core.io import IMAGE_SUFFIXES
 from differad_cli.core.records import Pair, Prediction
 from differad_cli.predict.backends import make_backend
-from differad_cli.predict.config import PredictOptions, resolve_backend
+from differad_cli.predict.config import LineOptions, PredictOptions, resolve_backend
 
 WATCH_POLL_S = 0.2
 WATCH_TRIES = 25  # polls a file may stay unreadable (still being written) before it is skipped
@@ -145,3 +146,20 @@ def print_json_line(result: dict[str, Any]) -> None:
     """One JSONL answer on stdout, flushed at once (a pipe reader sees it now, not at exit)."""
     sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def run_line_mode(opts: PredictOptions, line: LineOptions, targets: list[Path], *, batch_flags: bool) -> None:
+    """`predict --ref GOLDEN` with targets from the arguments, ``--targets`` and/or ``--watch``: JSONL answers
+    on stdout, a summary line on stderr."""
+    if line.ref is None:
+        raise BadInput("--targets and --watch need --ref GOLDEN (the reference for every target)")
+    if batch_flags:
+        raise BadInput("--pairs, --out and --overlay do not apply to line mode (--ref): answers go to stdout")
+    if opts.num_processes > 1:
+        raise BadInput("--num-processes applies to batch mode (--pairs); line mode answers in arrival order")
+    if not targets and line.targets is None and line.watch is None:
+        raise BadInput("--ref needs targets: TARGET... arguments, --targets DIR|GLOB|-, or --watch DIR")
+    watched = watch_folder(line.watch) if line.watch is not None else iter(())  # snapshot the folder now
+    stream = itertools.chain(targets_from(targets, line.targets), watched)
+    done, skipped = run_line(line.ref, stream, opts, emit=print_json_line)
+    console.info(f"line mode: {done} target(s) answered, {skipped} skipped")
