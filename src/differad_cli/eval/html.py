@@ -20,7 +20,7 @@ from differad_cli.core import console
 from differad_cli.core.errors import ImageError
 from differad_cli.core.records import Pair, Prediction
 from differad_cli.eval.metrics import SampleScores
-from differad_cli.eval.report import _cell, _columns, _rows, outcome, write_text
+from differad_cli.eval.report import _cell, _columns, _rows, outcome, worst_first, write_text
 
 GALLERY_WORST = 12
 GALLERY_CORRECT = 6
@@ -106,7 +106,7 @@ def _case(pair: Pair, i: int, s: SampleScores, text: str | None, t: float) -> st
 def _gallery(
     pairs: Sequence[Pair], s: SampleScores, texts: Mapping[str, str | None], n_worst: int, t: float
 ) -> str:
-    order = np.lexsort((np.arange(len(pairs)), s.score))
+    order = worst_first(s)
     worst = order[:n_worst].tolist()
     correct = [i for i in order[::-1].tolist() if s.score[i] >= t and i not in worst][:GALLERY_CORRECT]
     cases = [c for i in worst + correct if (c := _case(pairs[i], i, s, texts.get(pairs[i].id), t))]

@@ -109,6 +109,11 @@ def outcome(anomalous: bool, missing: bool, valid: bool, iou: float, pred: objec
     return f"anomalous, IoU {iou:.2f}" if flagged else "anomalous, missed"
 
 
+def worst_first(s: SampleScores) -> np.ndarray:
+    """Sample indices from the lowest score up (ties in input order): the cases a reviewer looks at first."""
+    return np.lexsort((np.arange(len(s.score)), s.score))
+
+
 def write_pictures(pairs: list[Pair], s: SampleScores, out_dir: Path, n_worst: int) -> list[str]:
     """Overlays of the ``n_worst`` lowest-scoring samples and the IoU histogram; returns the files written."""
     from differad_cli.core.images import load_rgb, save_png
@@ -118,7 +123,7 @@ def write_pictures(pairs: list[Pair], s: SampleScores, out_dir: Path, n_worst: i
     hist = iou_histogram(s.iou[s.label], title="IoU of anomalous samples")
     save_png(out_dir / "iou_hist.png", hist)
     written.append("iou_hist.png")
-    order = np.lexsort((np.arange(len(pairs)), s.score))[:n_worst]
+    order = worst_first(s)[:n_worst]
     folder = out_dir / "overlays"
     for stale in folder.glob("[0-9][0-9][0-9]_*.png") if folder.is_dir() else ():
         stale.unlink()  # an earlier eval's pictures here (ours by name): report.md lists only the new
