@@ -139,3 +139,16 @@ def test_a_character_device_is_never_replaced(synth_pairs, tmp_path, monkeypatch
         pytest.skip("cannot create or write a device node here")
     assert run_cli(monkeypatch, "predict", "--pairs", synth_pairs, "--out", dev, "-q") == 0
     assert stat.S_ISCHR(os.stat(dev).st_mode)
+
+
+def test_eval_scores_predictions_kept_inside_its_own_out_folder(tmp_path: Path, monkeypatch) -> None:
+    """A predict-then-eval flow (the demo's) keeps predictions.jsonl in the eval folder: not a clash."""
+    from differad_cli.eval import EvalConfig, run_eval
+    from differad_cli.predict import PredictOptions, predict_file
+    from differad_cli.synth import SynthConfig, synthesize
+
+    synthesize(SynthConfig(out=tmp_path / "d", n=4, size=64, seed=0, workers=1))
+    pred = tmp_path / "eval" / "predictions.jsonl"
+    predict_file(tmp_path / "d" / "pairs.jsonl", pred, PredictOptions(backend="diff"))
+    metrics = run_eval(EvalConfig(tmp_path / "d" / "pairs.jsonl", tmp_path / "eval", pred=pred))
+    assert metrics["overall"]["n"] == 4

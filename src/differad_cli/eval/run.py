@@ -39,7 +39,10 @@ def run_eval(cfg: EvalConfig, backend: PredictOptions | None = None, *, force: b
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} is a file; give a folder for metrics.json and report.md")
-    check_out_dir(out, OWNED, _is_eval_folder, force=force or (backend is not None and backend.force))
+    # predictions.jsonl: with --pred it is (or may be) the input, never written; a backend's batch run checks
+    # its own output file; only --maps writes it here
+    owned = OWNED if cfg.maps is not None else tuple(n for n in OWNED if n != "predictions.jsonl")
+    check_out_dir(out, owned, _is_eval_folder, force=force or (backend is not None and backend.force))
     pairs = read_pairs(cfg.pairs)
     warn_stale_sizes(pairs)
     notes = [f"pairs: {cfg.pairs} ({len(pairs)} records)"]
