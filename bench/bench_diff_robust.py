@@ -20,20 +20,17 @@ hurts. Speed is per 800x800 pair (decode included) on one pinned core, for every
 
 from __future__ import annotations
 
-import os
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import cv2
+import numpy as np
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+from one_core import pin_one_core  # first: one BLAS/OpenMP thread before numpy loads
 
 CONDITIONS = ("geometry", "light", "noise", "jpeg", "contrast")
 # name -> DiffConfig overrides; "today" is the pipeline before issue 13, the defaults were picked on seed 99
@@ -49,14 +46,6 @@ VARIANTS: dict[str, dict] = {
     "hom+field+noise thr 16": {"illumination": "field"},
     "defaults: hom+noise thr 16": {},
 }
-
-
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned"
 
 
 def random_homography(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -14,27 +14,16 @@ the reference's key/value cache is not implemented, so no hf figure is claimed h
 
 from __future__ import annotations
 
-import os
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from one_core import pin_one_core  # first: one BLAS/OpenMP thread before numpy loads
 
 GOAL = 0.60
-
-
-def _pin() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned"
 
 
 def _pct(times: list[float], q: float) -> float:
@@ -48,7 +37,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=800)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    pinned = _pin()
+    pinned = pin_one_core()
     import cv2
 
     from differad_cli.core.images import save_png
