@@ -11,23 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import pattern, run_cli
 
 SIZE = 32
-
-
-def pattern(kind: str, seed: int = 0) -> np.ndarray:
-    """Distinct textures (RGB): retrieval must tell them apart despite noise and JPEG."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    base = {
-        "hstripes": (yy // 4) % 2 * 200 + 30,
-        "vstripes": (xx // 4) % 2 * 200 + 30,
-        "checker": ((xx // 8 + yy // 8) % 2) * 200 + 30,
-        "dark": np.full((SIZE, SIZE), 20),
-    }[kind].astype(np.float32)
-    img = np.stack([base, base * 0.8, base * 0.6], axis=2) + rng.normal(0, 6, (SIZE, SIZE, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def write(path: Path, arr: np.ndarray) -> Path:

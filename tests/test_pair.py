@@ -8,24 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import pattern, run_cli
 from differad_cli.core.images import save_png
 
 SIZE = 32
-
-
-def pattern(kind: str, seed: int = 0) -> np.ndarray:
-    """Distinct textures: retrieval must tell them apart despite noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    base = {
-        "hstripes": (yy // 4) % 2 * 200 + 30,
-        "vstripes": (xx // 4) % 2 * 200 + 30,
-        "checker": ((xx // 8 + yy // 8) % 2) * 200 + 30,
-        "dark": np.full((SIZE, SIZE), 20),
-    }[kind].astype(np.float32)
-    img = np.stack([base, base * 0.8, base * 0.6], axis=2) + rng.normal(0, 6, (SIZE, SIZE, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def two_component_mask() -> np.ndarray:

@@ -133,18 +133,23 @@ def check_out_path(
         return out  # written in place
     if not image and out.suffix.lower() in IMAGE_SUFFIXES:
         raise BadInput(f"{flag} {out} names an image; give a .jsonl path (it would be overwritten)")
-    parent = out.resolve().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise BadInput(f"{flag} {out}: cannot create its folder ({parent} is not a folder)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise BadInput(f"{flag} {out}: folder {parent} is not writable")
+    _check_writable(out, out.resolve().parent, flag)
     if out.is_file() and out.stat().st_size > 0 and not force and not (ours is not None and ours(out)):
         raise BadInput(
             f"{flag} {out} exists and is not {what}; pass --force to replace it or choose another path"
         )
     return out
+
+
+def _check_writable(out: Path, start: Path, flag: str) -> None:
+    """The nearest existing folder at or above ``start`` must be a writable folder (it will hold ``out``)."""
+    parent = start
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BadInput(f"{flag} {out}: cannot write there ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"{flag} {out}: folder {parent} is not writable")
 
 
 def check_out_dir(
@@ -167,11 +172,5 @@ def check_out_dir(
             f"{flag} {out} holds {names} not written by differad; "
             "pass --force to overwrite or choose another folder"
         )
-    parent = out if out.exists() else out.resolve().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise BadInput(f"{flag} {out}: cannot write there ({parent} is not a folder)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise BadInput(f"{flag} {out}: folder {parent} is not writable")
+    _check_writable(out, out if out.exists() else out.resolve().parent, flag)
     return out
