@@ -12,7 +12,7 @@ from typing import Any
 from differad_cli.core.errors import BadInput
 from differad_cli.core.families import FAMILIES
 
-PRESETS: tuple[str, ...] = ("tiny", "real", "7b", "8b")  # 7b: Qwen2.5-VL only; 8b: Qwen3-VL only
+PRESETS: tuple[str, ...] = ("tiny", "learner", "real", "7b", "8b")  # 7b: Qwen2.5-VL only; 8b: Qwen3-VL only
 
 
 # transformers class names per family: (config, model).
@@ -65,6 +65,28 @@ def _tiny_text(**extra: Any) -> dict[str, Any]:
     }
 
 
+def _learner_text(**extra: Any) -> dict[str, Any]:
+    """Text sizes of the learner presets (~1.5M parameters): head_dim 64 and rope_theta 100, so the rotary
+    height/width frequencies (0.06-0.3 rad per position) tell an 8x8 grid's positions apart; at 1e4 they were
+    0.01-0.0002 rad and a probe's model could not localize (docs/learning.md)."""
+    return {
+        "hidden_size": 128,
+        "intermediate_size": 512,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+        "max_position_embeddings": 4096,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 100.0, "mrope_section": [8, 12, 12]},
+        **extra,
+    }
+
+
+# The learner: a 224x224 input is 64 image tokens per image (an 8x8 grid after the 2x2 merge) in every family;
+# at 16 tokens (4x4) nothing localized in the probes. min = max pixels: every image is resized to exactly that.
+_LEARNER_PIXELS = {14: 224 * 224, 16: 256 * 256}
+
+
 # The one table of model sizes (benchmarks import it). Tiny: a 64x64 image becomes 4 image tokens in every
 # family (factor 28: 56x56, factor 32: 64x64). Real: the published config.json of each family's smallest
 # checkpoint on the Hugging Face hub, with random weights:
@@ -90,6 +112,13 @@ FAMILY_PRESETS: dict[str, dict[str, Preset]] = {
                     "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
             patch_size=14, min_pixels=56 * 56, max_pixels=112 * 112, tie_word_embeddings=False,
         ),
+        "learner": Preset(
+            text=_learner_text(),
+            vision={"depth": 2, "embed_dim": 64, "hidden_size": 128, "num_heads": 2, "mlp_ratio": 2,
+                    "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+            patch_size=14, min_pixels=_LEARNER_PIXELS[14], max_pixels=_LEARNER_PIXELS[14],
+            tie_word_embeddings=False,
+        ),
         "real": Preset(
             text={"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
                   "num_attention_heads": 12, "num_key_value_heads": 2, "max_position_embeddings": 32768,
@@ -111,6 +140,15 @@ FAMILY_PRESETS: dict[str, dict[str, Preset]] = {
                     "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [1],
                     "tokens_per_second": 2},
             patch_size=14, min_pixels=56 * 56, max_pixels=112 * 112, tie_word_embeddings=False,
+        ),
+        "learner": Preset(
+            text=_learner_text(),
+            vision={"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
+                    "out_hidden_size": 128, "hidden_act": "silu", "patch_size": 14, "spatial_merge_size": 2,
+                    "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [1],
+                    "tokens_per_second": 2},
+            patch_size=14, min_pixels=_LEARNER_PIXELS[14], max_pixels=_LEARNER_PIXELS[14],
+            tie_word_embeddings=False,
         ),
         "real": Preset(
             text={"hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
@@ -152,6 +190,18 @@ FAMILY_PRESETS: dict[str, dict[str, Preset]] = {
                     "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64,
                     "deepstack_visual_indexes": [0]},
             patch_size=16, min_pixels=64 * 64, max_pixels=128 * 128, tie_word_embeddings=False,
+        ),
+        "learner": Preset(
+            text=_learner_text(
+                rope_parameters={"rope_type": "default", "rope_theta": 100.0, "mrope_section": [12, 10, 10],
+                                 "mrope_interleaved": True},
+            ),
+            vision={"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
+                    "out_hidden_size": 128, "hidden_act": "gelu_pytorch_tanh", "patch_size": 16,
+                    "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 256,
+                    "deepstack_visual_indexes": [0]},
+            patch_size=16, min_pixels=_LEARNER_PIXELS[16], max_pixels=_LEARNER_PIXELS[16],
+            tie_word_embeddings=False,
         ),
         "real": Preset(
             text={"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28,
