@@ -182,13 +182,15 @@ class TinyModelOptions:
     preset: str = field(
         default="tiny",
         metadata={
-            "help": "tiny (~0.1M parameters, CPU seconds) | learner (~1.5M, 64 image tokens per image: learns on a CPU in minutes) | real (the family's smallest published "
+            "help": "tiny (~0.1M parameters, CPU seconds) | learner (~1.5M, 64 image tokens per image: "
+            "learns on a CPU in minutes) | real (the family's smallest published "
             "architecture: Qwen2-VL-2B, Qwen2.5-VL-3B, Qwen3-VL-2B; random weights) | 7b (Qwen2.5-VL-7B) | "
             "8b (Qwen3-VL-8B)."
         },
     )
     dtype: str | None = field(
-        default=None, metadata={"help": "fp32 | bf16: saved weights (default: fp32 tiny and learner, bf16 real)."}
+        default=None,
+        metadata={"help": "fp32 | bf16: saved weights (default: fp32 tiny and learner, bf16 real)."},
     )
     device: str = field(default="cpu", metadata={"help": "cpu | cuda: where the random initialization runs."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})

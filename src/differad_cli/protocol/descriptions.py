@@ -86,6 +86,15 @@ def describe(pair: Pair, ref: np.ndarray | None = None, tgt: np.ndarray | None =
     return text + "."
 
 
+def short_description(pair: Pair) -> str:
+    """Only where and how large ("A medium-sized region, upper left."), or that nothing differs."""
+    if not pair.is_anomalous or is_zero(pair.box):
+        return "The images match."
+    share = area(pair.box) / float(pair.width * pair.height)
+    word = size_phrase(share).split(" region")[0]
+    return f"A {word} region, {region_name(pair.box, pair.width, pair.height)}."
+
+
 def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 

@@ -83,6 +83,13 @@ class ColdConfig(TrainConfig):
         default=True,
         metadata=_h("Use records' descriptions when present.", "--descriptions/--no-descriptions"),
     )
+    think: str = field(
+        default="description",
+        metadata=_h(
+            "What <think> holds: description (the record's or one computed from the images) | short (only "
+            "where and how large: faster to learn for small models) | empty."
+        ),
+    )
 
 
 @dataclass
@@ -309,6 +316,8 @@ def build_configs(
     trl_values.setdefault("fp16", precision == "fp16")
     if not cuda:
         trl_values.setdefault("use_cpu", True)
+    if kind == "cold" and cfg.think not in ("description", "short", "empty"):
+        raise BadInput(f"unknown think '{cfg.think}' (choose from: description, short, empty)")
     if kind == "rl" and cfg.task == "staged":
         cfg.template = "staged" if "template" not in own_values else cfg.template
         if "rewards" not in own_values:

@@ -27,7 +27,13 @@ import torch
 from trl import GRPOTrainer
 
 from differad_cli.core import console
-from differad_cli.train.resampling import batch_scores, group_weights, plan_resampling, resample_groups
+from differad_cli.train.resampling import (
+    batch_scores,
+    group_weights,
+    plan_resampling,
+    resample_groups,
+    signal_shares,
+)
 from differad_cli.train.rewards import LOC_REWARDS, completion_text
 
 
@@ -173,6 +179,15 @@ class DifferadGRPOTrainer(GRPOTrainer):
             [x.get("label", 1) for x in inputs],
             [x.get("extent") for x in inputs],
         )
+        for k, v in signal_shares(
+            self._last_texts,
+            [x.get("gt_box") for x in inputs],
+            [x.get("label", 1) for x in inputs],
+            g,
+            [x.get("extent") for x in inputs],
+        ).items():
+            if v == v:  # nan: no anomalous group in this batch
+                metrics[k].append(v)
         scores = self.accelerator.gather(torch.as_tensor(local, dtype=torch.float32, device=device))
         metrics["batch/iou"].append(float(scores.mean()))
         metrics["batch/acc@0.3"].append(float((scores >= 0.3).float().mean()))

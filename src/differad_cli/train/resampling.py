@@ -144,3 +144,36 @@ def batch_scores(
         elif pred is not None and not is_zero(pred):
             out[i] = iou(pred, gt)
     return out
+
+
+def signal_shares(
+    texts: Sequence[str],
+    gt_boxes: Sequence[Any],
+    labels: Sequence[Any],
+    group_size: int,
+    extents: Sequence[Any] | None = None,
+    *,
+    eps: float = 1e-6,
+) -> dict[str, float]:
+    """Over the anomalous groups: the share whose completions all have IoU 0 (``iou_flat``: an IoU reward
+    gives them no gradient), and the share of those where DCLR still varies (``iou_flat_dclr_varies``: the
+    signal the consistency term adds, paper III-B1)."""
+    from differad_cli.protocol.parsing import clip_to_extent, parse_answer
+    from differad_cli.train.rewards import dclr, iou_only
+
+    extents = extents if extents is not None else [None] * len(texts)
+    n_groups = flat = varies = 0
+    for s in range(0, len(texts) - group_size + 1, group_size):
+        if int(labels[s]) == 0 or gt_boxes[s] is None:
+            continue
+        n_groups += 1
+        preds = [clip_to_extent(parse_answer(t), extents[s]) for t in texts[s : s + group_size]]
+        gt = tuple(float(v) for v in gt_boxes[s])
+        if all(iou_only(p, gt) <= eps for p in preds):
+            flat += 1
+            if float(np.std([dclr(p, gt) for p in preds])) > eps:
+                varies += 1
+    return {
+        "signal/iou_flat": flat / n_groups if n_groups else float("nan"),
+        "signal/iou_flat_dclr_varies": varies / n_groups if n_groups else float("nan"),
+    }

@@ -13,16 +13,31 @@ from differad_cli.core.coords import format_box
 from differad_cli.core.records import Pair
 from differad_cli.train.configs import ColdConfig
 
+THINKS = ("description", "short", "empty")
+
 
 def target_text(
-    pair: Pair, family: str, resize: dict[str, int], *, use_record: bool = True, template: str = "differad"
+    pair: Pair,
+    family: str,
+    resize: dict[str, int],
+    *,
+    use_record: bool = True,
+    template: str = "differad",
+    think: str = "description",
 ) -> str:
     """The completion the model learns for ``pair``; the staged template gets its three stages
-    (region -> analysis -> decision) inside <think>, in the form its format reward checks."""
+    (region -> analysis -> decision) inside <think>, in the form its format reward checks. ``think``
+    short keeps only where and how large (a coarse first step before the box: what a ~1M-parameter model
+    learns fastest, docs/learning.md); empty leaves <think></think>."""
     from differad_cli.core.coords import model_box
-    from differad_cli.protocol.descriptions import description_for, region_name
+    from differad_cli.protocol.descriptions import description_for, region_name, short_description
 
-    desc = description_for(pair, use_record=use_record)
+    if think == "short":
+        desc = short_description(pair)
+    elif think == "empty":
+        desc = ""
+    else:
+        desc = description_for(pair, use_record=use_record)
     answer = f"<answer>{format_box(model_box(pair, family, resize))}</answer>"
     if template != "staged":
         return f"<think>{desc}</think>{answer}"
@@ -43,7 +58,7 @@ def sft_dataset(pairs: list[Pair], cfg: ColdConfig, family: str, resize: dict[st
         pair = pairs[i]
         if i not in texts:  # descriptions read both images once; cache the text, not the pixels
             texts[i] = target_text(
-                pair, family, resize, use_record=cfg.use_descriptions, template=cfg.template
+                pair, family, resize, use_record=cfg.use_descriptions, template=cfg.template, think=cfg.think
             )
         rng = prompt_rng(seed, i) if cfg.paraphrase else None
         return {

@@ -1,0 +1,96 @@
+"""The pieces the learning benchmark stands on: the learner preset's geometry, the short <think>, the
+constant-answer baselines and the DCLR-vs-IoU signal measure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from differad_cli.core.errors import BadInput
+from differad_cli.core.records import Pair
+from differad_cli.models.presets import FAMILY_PRESETS
+
+
+def _pair(i: int, box: tuple[int, int, int, int], size: int = 200) -> Pair:
+    label = int(box != (0, 0, 0, 0))
+    return Pair(
+        id=f"p{i}", ref=Path("r.png"), tgt=Path("t.png"), box=box, label=label, width=size, height=size
+    )
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_PRESETS))
+def test_learner_preset_gives_64_image_tokens_and_separable_positions(family: str, tmp_path: Path) -> None:
+    """A square image of any size becomes an 8x8 token grid; the rotary height/width frequencies are large
+    enough to tell 8 positions apart (the probes' failure at rope_theta 1e4 / head_dim 32)."""
+    from PIL import Image
+
+    from differad_cli.models.load import load_processor
+    from differad_cli.models.tiny import build_tiny_model
+
+    out = build_tiny_model(tmp_path / "learner", family=family, preset_name="learner")
+    proc = load_processor(out)
+    tokens = {}
+    for size in ((224, 224), (900, 900), (640, 480)):
+        img = Image.new("RGB", size, (120, 30, 200))
+        tokens[size] = int(
+            np.prod(proc.image_processor(images=[img], return_tensors="np")["image_grid_thw"][0])
+        )
+    assert tokens[(224, 224)] // 4 == tokens[(900, 900)] // 4 == 64, tokens
+    assert 48 <= tokens[(640, 480)] // 4 <= 64, tokens  # the aspect ratio is kept within the same budget
+    rope = FAMILY_PRESETS[family]["learner"].text["rope_parameters"]
+    head_dim = FAMILY_PRESETS[family]["learner"].text["head_dim"]
+    assert sum(rope["mrope_section"]) == head_dim // 2
+    inv = rope["rope_theta"] ** (-np.arange(0, head_dim, 2) / head_dim)
+    assert inv.max() >= 0.5 and np.sort(inv)[len(inv) // 2] >= 0.05  # most frequencies separate 8 positions
+
+
+def test_short_think_names_where_and_how_large() -> None:
+    from differad_cli.train.sft import target_text
+
+    resize = {"height": 224, "width": 224}
+    ano = target_text(_pair(0, (0, 0, 80, 80)), "qwen2_vl", resize, think="short")
+    assert ano.startswith("<think>A medium-sized region, upper left.</think><answer>("), ano
+    nor = target_text(_pair(1, (0, 0, 0, 0)), "qwen2_vl", resize, think="short")
+    assert nor == "<think>The images match.</think><answer>(0,0),(0,0)</answer>"
+    assert target_text(_pair(1, (0, 0, 0, 0)), "qwen2_vl", resize, think="empty").startswith(
+        "<think></think>"
+    )
+
+
+def test_unknown_think_is_bad_input(tmp_path: Path) -> None:
+    from differad_cli.train.configs import build_configs
+
+    with pytest.raises(BadInput, match="unknown think 'long'"):
+        build_configs("cold", recipe=None, cli={"think": "long"}, output_dir=str(tmp_path))
+
+
+def test_constant_baselines_score_what_a_blind_answer_scores() -> None:
+    from differad_cli.eval.baselines import best_constant, constant_baselines, median_box_fractions
+
+    train = [_pair(0, (0, 0, 100, 100)), _pair(1, (20, 20, 120, 120)), _pair(2, (40, 40, 140, 140))]
+    train.append(_pair(3, (0, 0, 0, 0)))
+    assert median_box_fractions(train) == pytest.approx((0.1, 0.1, 0.6, 0.6))
+    held = [_pair(10, (20, 20, 120, 120)), _pair(11, (150, 150, 200, 200)), _pair(12, (0, 0, 0, 0))]
+    held.append(_pair(13, (0, 0, 0, 0), size=400))
+    base = constant_baselines(train, held)
+    assert base["always normal"]["acc_0.3"] == pytest.approx(0.5)  # the two normal pairs
+    assert base["median training box"]["acc_0.3"] == pytest.approx(0.25)  # exactly pair 10's box
+    assert base["whole image"]["image_recall"] == pytest.approx(1.0)
+    assert best_constant(base, "acc_0.3") == ("always normal", pytest.approx(0.5))
+
+
+def test_signal_shares_count_groups_where_only_dclr_varies() -> None:
+    from differad_cli.train.resampling import signal_shares
+
+    gt = [100.0, 100.0, 200.0, 200.0]
+    near, far = "<answer>(210,210),(260,260)</answer>", "<answer>(700,700),(900,900)</answer>"
+    hit = "<answer>(100,100),(200,200)</answer>"
+    texts = [near, far, far, far, hit, far]
+    out = signal_shares(texts, [gt] * 6, [1] * 6, group_size=2)
+    # groups: (near, far) IoU flat, DCLR varies; (far, far) flat and constant; (hit, far) not flat
+    assert out["signal/iou_flat"] == pytest.approx(2 / 3)
+    assert out["signal/iou_flat_dclr_varies"] == pytest.approx(1 / 3)
+    normal = signal_shares([near, far], [[0, 0, 0, 0]] * 2, [0, 0], group_size=2)
+    assert np.isnan(normal["signal/iou_flat"])
