@@ -6,15 +6,18 @@ alone creates 0600 files, unreadable to the rest of a team or to a CI user.
 Output rules (one place, every command): ``-`` is standard output; a FIFO, character device or other
 non-regular file is written in place (renaming over ``/dev/stdout`` would replace the device with a file);
 an existing regular file is replaced atomically only when it is ours (recognised from its content) or the
-user passed ``--force``, never silently."""
+user passed ``--force``, never silently. A full disk while writing any output is one line naming the file
+(:func:`writing`), exit 2."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from differad_cli.core.errors import BadInput
@@ -44,6 +47,23 @@ def is_special(path: str | os.PathLike[str]) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Every output write runs inside this: a full disk (or quota, or file-size limit) becomes one line
+    naming ``path`` (exit 2) instead of a bare ``[Errno 28]`` that says nothing of which file."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        name = "standard output" if is_stdout(path) else os.fspath(path)
+        why = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e)).lower()
+        raise BadInput(f"{why} writing {name}") from None
+
+
 def _chunks(data: bytes | str | Iterable[str]) -> Iterable[bytes]:
     if isinstance(data, bytes):
         yield data
@@ -56,15 +76,16 @@ def _chunks(data: bytes | str | Iterable[str]) -> Iterable[bytes]:
 
 def _write_in_place(path: str | os.PathLike[str], data: bytes | str | Iterable[str]) -> None:
     """Standard output or a special file: written through, nothing renamed."""
-    if is_stdout(path):
-        out = sys.stdout.buffer
-        for chunk in _chunks(data):
-            out.write(chunk)
-        out.flush()
-        return
-    with open(path, "wb") as f:
-        for chunk in _chunks(data):
-            f.write(chunk)
+    with writing(path):
+        if is_stdout(path):
+            out = sys.stdout.buffer
+            for chunk in _chunks(data):
+                out.write(chunk)
+            out.flush()
+            return
+        with open(path, "wb") as f:
+            for chunk in _chunks(data):
+                f.write(chunk)
 
 
 def publish(tmp: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
@@ -93,7 +114,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Iterable[str]
     except OSError as e:
         raise BadInput(f"cannot write {p}: {e.strerror or e}") from None
     try:
-        with os.fdopen(fd, "wb") as f:
+        with writing(p), os.fdopen(fd, "wb") as f:
             for chunk in _chunks(data):
                 f.write(chunk)
         publish(tmp, p)

@@ -29,7 +29,7 @@ from typing import Any
 from differad_cli.core import console
 from differad_cli.core.boxes import area
 from differad_cli.core.errors import BadInput
-from differad_cli.core.io import atomic_write, check_out_dir
+from differad_cli.core.io import atomic_write, check_out_dir, writing
 from differad_cli.core.records import iter_jsonl
 from differad_cli.synth.config import SynthConfig, SynthSummary
 from differad_cli.synth.pool import (
@@ -172,6 +172,7 @@ def synthesize(cfg: SynthConfig) -> SynthSummary:
         else:
             gen = Generator(plan)
             results = (gen(i) for i in todo)
+        stack.enter_context(writing(manifest))
         f = stack.enter_context(manifest.open("a", encoding="utf-8"))
         for i in console.progress(range(start, n), total=n - start, desc="synth", unit="pair"):
             if i in done:
