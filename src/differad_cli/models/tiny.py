@@ -188,7 +188,8 @@ class TinyModelOptions:
         },
     )
     dtype: str | None = field(
-        default=None, metadata={"help": "fp32 | bf16: saved weights (default: fp32 tiny and learner, bf16 real)."}
+        default=None,
+        metadata={"help": "fp32 | bf16: saved weights (default: fp32 tiny and learner, bf16 real)."},
     )
     device: str = field(default="cpu", metadata={"help": "cpu | cuda: where the random initialization runs."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
