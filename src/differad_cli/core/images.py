@@ -47,7 +47,7 @@ def _orientation(im: Image.Image) -> int:
 
 def _header(p: Path, max_pixels: int) -> tuple[int, int, int]:
     """(width, height, EXIF orientation) as stored; raises ImageError for missing/corrupt/oversized files."""
-    if not p.is_file():
+    if not os.path.isfile(p):  # False (not OSError) for a name too long or holding NUL
         raise ImageError(f"image not found: {p}")
     try:
         with warnings.catch_warnings():
