@@ -175,18 +175,28 @@ def _check_writable(out: Path, start: Path, flag: str) -> None:
 
 def check_out_dir(
     out: str | os.PathLike[str],
-    owned: tuple[str, ...],
+    owned: tuple[str, ...] | None,
     ours: Callable[[Path], bool],
     *,
     flag: str = "--out",
     force: bool = False,
 ) -> Path:
-    """Refuse an output folder holding files we would overwrite (names in ``owned``) that ``ours`` does
-    not recognise as a previous run of ours (unless ``force``), or a folder that cannot be written."""
+    """Refuse an output folder holding files we would overwrite (names in ``owned``; ``None``: any entry
+    but hidden ones, for a folder filled with names not known in advance, such as a training run) that
+    ``ours`` does not recognise as a previous run of ours (unless ``force``), or a folder that cannot be
+    written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"{flag} {out} is a file; give a folder")
-    clash = [name for name in owned if (out / name).exists()]
+    try:
+        if owned is None:
+            clash = (
+                sorted(e.name for e in os.scandir(out) if not e.name.startswith(".")) if out.is_dir() else []
+            )
+        else:
+            clash = [name for name in owned if (out / name).exists()]
+    except OSError as e:
+        raise BadInput(f"{flag} {out}: cannot read the folder ({e.strerror or e})") from None
     if clash and not force and not ours(out):
         names = ", ".join(str(out / n) for n in clash[:3])
         raise BadInput(

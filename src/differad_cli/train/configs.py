@@ -59,6 +59,12 @@ class TrainConfig:
     resume: bool = field(
         default=False, metadata=_h("Resume from the last checkpoint in --output-dir.", "--resume")
     )
+    force: bool = field(
+        default=False,
+        metadata=_h(
+            "Write into an --output-dir holding files that are not a differad training run.", "--force"
+        ),
+    )
     precision: str = field(
         default="auto", metadata=_h("auto (bf16 on a GPU, else fp32) | bf16 | fp16 | fp32.")
     )
