@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -224,8 +225,42 @@ def test_load_map_inf_is_most_anomalous_and_empty_file_is_bad_input(tmp_path: Pa
     assert np.isfinite(m).all() and m[15, 35] == m.max() == 0.5 and m[0, 0] == m.min()
     assert map_box(m, 0.25) == (30, 10, 40, 20)  # the +inf block is the largest region
     (tmp_path / "empty.npy").write_bytes(b"")
-    with pytest.raises(BadInput, match="cannot read anomaly map"):
+    with pytest.raises(BadInput, match=r"not a numeric \.npy anomaly map"):
         load_map(tmp_path / "empty.npy")
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "pickled",  # an object array: loading it would run pickle
+        "garbage",  # bytes that are no .npy at all
+        "truncated",  # a valid header whose data is cut short
+        "structured",  # a record dtype, not numbers
+        "complex",  # numbers, but not an anomaly score
+        "huge",  # a header claiming 10^10 values (nothing that big is ever allocated)
+    ],
+)
+def test_junk_npy_maps_are_one_line_bad_input(tmp_path: Path, junk: str) -> None:
+    from differad_cli.core.errors import BadInput
+
+    p = tmp_path / f"{junk}.npy"
+    if junk == "pickled":
+        np.save(p, np.array([[{"a": 1}, None]], dtype=object), allow_pickle=True)
+    elif junk == "garbage":
+        p.write_bytes(b"\x80\x04this is not an array\x00" * 10)
+    elif junk == "truncated":
+        np.save(p, np.zeros((64, 64), np.float32))
+        p.write_bytes(p.read_bytes()[:-100])
+    elif junk == "structured":
+        np.save(p, np.zeros((4, 4), dtype=[("a", "f4"), ("b", "i4")]))
+    elif junk == "complex":
+        np.save(p, np.zeros((4, 4), np.complex64))
+    else:
+        header = "{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000), }"
+        header += " " * (117 - len(header)) + "\n"
+        p.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 64)
+    with pytest.raises(BadInput, match=f"^not a numeric \\.npy anomaly map: {re.escape(str(p))}$"):
+        load_map(p)
 
 
 def test_eval_warns_when_a_target_no_longer_matches_its_record(small_set: Path) -> None:

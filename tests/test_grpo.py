@@ -366,3 +366,20 @@ def test_unknown_reward_and_bad_weights_are_bad_input(synth_pairs: Path, tmp_pat
         train_rl(output_dir=tmp_path / "o", options={**opts, "reward_weights": [1.0]})
     with pytest.raises(BadInput, match="unknown task"):
         train_rl(output_dir=tmp_path / "o", options={**opts, "task": "other"})
+
+
+def test_an_unknown_reward_is_named_before_the_weight_count(
+    synth_pairs, tmp_path, monkeypatch, capsys
+) -> None:
+    from cli_helpers import run_cli
+
+    args = ["train-rl", "--pairs", synth_pairs, "--model", tmp_path / "none", "--output-dir", tmp_path / "o"]
+    assert run_cli(monkeypatch, *args, "--rewards", "foo", "--reward-weights", "1,1") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "unknown reward 'foo' (choose from: format, dclr" in lines[0], lines
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("rewards: format,dclr\nreward_weights: [1, 2]\n")  # a comma string is a list
+    from differad_cli.train.configs import build_configs
+
+    cfg, _ = build_configs("rl", recipe=recipe, cli={}, output_dir=str(tmp_path / "o"))
+    assert cfg.rewards == ["format", "dclr"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -152,3 +154,50 @@ def test_eval_scores_predictions_kept_inside_its_own_out_folder(tmp_path: Path, 
     predict_file(tmp_path / "d" / "pairs.jsonl", pred, PredictOptions(backend="diff"))
     metrics = run_eval(EvalConfig(tmp_path / "d" / "pairs.jsonl", tmp_path / "eval", pred=pred))
     assert metrics["overall"]["n"] == 4
+
+
+class _FullDisk:
+    """A file object over a real descriptor whose writes fail as on a full disk."""
+
+    def __init__(self, fd: int, *args: object, **kwargs: object) -> None:
+        self._f = _real_fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._f.close()
+
+
+_real_fdopen = os.fdopen
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch) -> None:
+    from differad_cli.core import io
+    from differad_cli.core.errors import BadInput
+
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+    monkeypatch.setattr(io.os, "fdopen", _FullDisk)
+    with pytest.raises(BadInput, match=f"^no space left on device writing {re.escape(str(target))}$"):
+        atomic_write(target, ["new"])
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+    log = tmp_path / "log.jsonl"
+    with pytest.raises(BadInput, match=re.escape(f"writing {log}")), io.writing(log):  # the appenders
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(PermissionError), io.writing(target):  # other errors are not disguised
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+
+def test_a_full_disk_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys) -> None:
+    from differad_cli.core import io
+
+    monkeypatch.setattr(io.os, "fdopen", _FullDisk)
+    out = tmp_path / "o"
+    assert run_cli(monkeypatch, "synth", "--out", out, "--n", "2", "--size", "48", "--workers", "1") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("differad: error: no space left on device writing ")
+    assert str(out) in lines[0]

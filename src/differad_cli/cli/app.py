@@ -16,7 +16,7 @@ from differad_cli import __version__
 from differad_cli.cli import compare, demo, evaluate, pair, predict, synth, tiny_model, train
 from differad_cli.cli.options import register
 from differad_cli.core import console
-from differad_cli.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
+from differad_cli.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput, one_line
 
 
 class _Group(TyperGroup):
@@ -26,7 +26,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except BadInput as e:
-            click.echo(f"differad: error: {e}", err=True)
+            click.echo(f"differad: error: {one_line(e)}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     try:
         app(prog_name="differad")
     except BadInput as e:
-        print(f"differad: error: {e}", file=sys.stderr)
+        print(f"differad: error: {one_line(e)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("differad: interrupted", file=sys.stderr)

@@ -17,19 +17,23 @@ OutputDir = Annotated[Path, typer.Option("--output-dir", help="Run folder: check
 Recipe = Annotated[Path | None, typer.Option("--recipe", help="Recipe YAML (CLI options override it).")]
 
 
-def _maybe_relaunch(recipe: Path | None, options: dict[str, Any]) -> None:
-    from differad_cli.train.configs import load_recipe
-    from differad_cli.train.launch import relaunch, should_relaunch
+def _maybe_relaunch(kind: str, output_dir: Path, recipe: Path | None, options: dict[str, Any]) -> None:
+    """Several processes (or an accelerate config) asked for: check every input here, once, then relaunch;
+    bad input is one line before any worker starts."""
+    from differad_cli.train.launch import launch_request, relaunch
 
-    rec = load_recipe(recipe)
-    n = options.get("num_processes", rec.get("num_processes"))
-    acc = options.get("accelerate_config", rec.get("accelerate_config"))
-    if should_relaunch(n, acc):
-        relaunch(sys.argv[1:], num_processes=n, accelerate_config=acc)
+    request = launch_request(recipe, options)
+    if request is None:
+        return
+    from differad_cli.train.common import check_inputs
+
+    check_inputs(kind, output_dir=output_dir, recipe=recipe, options=options)
+    n, acc, why = request
+    relaunch(sys.argv[1:], num_processes=n, accelerate_config=acc, why=why)
 
 
 def _train(kind: str, output_dir: Path, recipe: Path | None, options: dict[str, Any]) -> None:
-    _maybe_relaunch(recipe, options)
+    _maybe_relaunch(kind, output_dir, recipe, options)
     from differad_cli.core import console
 
     if kind == "cold":

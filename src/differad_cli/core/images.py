@@ -47,7 +47,7 @@ def _orientation(im: Image.Image) -> int:
 
 def _header(p: Path, max_pixels: int) -> tuple[int, int, int]:
     """(width, height, EXIF orientation) as stored; raises ImageError for missing/corrupt/oversized files."""
-    if not p.is_file():
+    if not os.path.isfile(p):  # False (not OSError) for a name too long or holding NUL
         raise ImageError(f"image not found: {p}")
     try:
         with warnings.catch_warnings():
@@ -232,6 +232,35 @@ def png_tag(path: str | os.PathLike[str]) -> str | None:
     n = int.from_bytes(head[_IHDR_END : _IHDR_END + 4], "big")
     key, _, value = head[_IHDR_END + 8 : _IHDR_END + 8 + n].partition(b"\0")
     return value.decode("latin-1") if key == TAG_KEY else None
+
+
+def png_intact(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> bool:
+    """A cheap integrity check of a PNG file, without decoding pixels: the signature, every chunk's CRC, IHDR
+    first (``size`` = its (width, height) when given) and IEND last. Catches a missing, truncated or damaged
+    file (flipped bytes break a CRC); a different but intact PNG of the right size passes."""
+    try:
+        data = memoryview(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return False
+    if data[:8] != PNG_SIGNATURE:
+        return False
+    pos = 8
+    while pos + 12 <= len(data):
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        end = pos + 12 + n
+        if end > len(data):
+            return False
+        kind, body = bytes(data[pos + 4 : pos + 8]), data[pos + 8 : end - 4]
+        if zlib.crc32(body, zlib.crc32(kind)) != int.from_bytes(data[end - 4 : end], "big"):
+            return False
+        if pos == 8:
+            wh = (int.from_bytes(body[0:4], "big"), int.from_bytes(body[4:8], "big"))
+            if kind != b"IHDR" or n != 13 or (size is not None and wh != tuple(size)):
+                return False
+        if kind == b"IEND":
+            return end == len(data)
+        pos = end
+    return False
 
 
 def encode_png(arr: np.ndarray, level: int = 1, tag: str | None = None) -> bytes:

@@ -6,15 +6,18 @@ alone creates 0600 files, unreadable to the rest of a team or to a CI user.
 Output rules (one place, every command): ``-`` is standard output; a FIFO, character device or other
 non-regular file is written in place (renaming over ``/dev/stdout`` would replace the device with a file);
 an existing regular file is replaced atomically only when it is ours (recognised from its content) or the
-user passed ``--force``, never silently."""
+user passed ``--force``, never silently. A full disk while writing any output is one line naming the file
+(:func:`writing`), exit 2."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from differad_cli.core.errors import BadInput
@@ -44,6 +47,23 @@ def is_special(path: str | os.PathLike[str]) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Every output write runs inside this: a full disk (or quota, or file-size limit) becomes one line
+    naming ``path`` (exit 2) instead of a bare ``[Errno 28]`` that says nothing of which file."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        name = "standard output" if is_stdout(path) else os.fspath(path)
+        why = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e)).lower()
+        raise BadInput(f"{why} writing {name}") from None
+
+
 def _chunks(data: bytes | str | Iterable[str]) -> Iterable[bytes]:
     if isinstance(data, bytes):
         yield data
@@ -56,15 +76,16 @@ def _chunks(data: bytes | str | Iterable[str]) -> Iterable[bytes]:
 
 def _write_in_place(path: str | os.PathLike[str], data: bytes | str | Iterable[str]) -> None:
     """Standard output or a special file: written through, nothing renamed."""
-    if is_stdout(path):
-        out = sys.stdout.buffer
-        for chunk in _chunks(data):
-            out.write(chunk)
-        out.flush()
-        return
-    with open(path, "wb") as f:
-        for chunk in _chunks(data):
-            f.write(chunk)
+    with writing(path):
+        if is_stdout(path):
+            out = sys.stdout.buffer
+            for chunk in _chunks(data):
+                out.write(chunk)
+            out.flush()
+            return
+        with open(path, "wb") as f:
+            for chunk in _chunks(data):
+                f.write(chunk)
 
 
 def publish(tmp: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
@@ -93,7 +114,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Iterable[str]
     except OSError as e:
         raise BadInput(f"cannot write {p}: {e.strerror or e}") from None
     try:
-        with os.fdopen(fd, "wb") as f:
+        with writing(p), os.fdopen(fd, "wb") as f:
             for chunk in _chunks(data):
                 f.write(chunk)
         publish(tmp, p)
@@ -154,18 +175,28 @@ def _check_writable(out: Path, start: Path, flag: str) -> None:
 
 def check_out_dir(
     out: str | os.PathLike[str],
-    owned: tuple[str, ...],
+    owned: tuple[str, ...] | None,
     ours: Callable[[Path], bool],
     *,
     flag: str = "--out",
     force: bool = False,
 ) -> Path:
-    """Refuse an output folder holding files we would overwrite (names in ``owned``) that ``ours`` does
-    not recognise as a previous run of ours (unless ``force``), or a folder that cannot be written."""
+    """Refuse an output folder holding files we would overwrite (names in ``owned``; ``None``: any entry
+    but hidden ones, for a folder filled with names not known in advance, such as a training run) that
+    ``ours`` does not recognise as a previous run of ours (unless ``force``), or a folder that cannot be
+    written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"{flag} {out} is a file; give a folder")
-    clash = [name for name in owned if (out / name).exists()]
+    try:
+        if owned is None:
+            clash = (
+                sorted(e.name for e in os.scandir(out) if not e.name.startswith(".")) if out.is_dir() else []
+            )
+        else:
+            clash = [name for name in owned if (out / name).exists()]
+    except OSError as e:
+        raise BadInput(f"{flag} {out}: cannot read the folder ({e.strerror or e})") from None
     if clash and not force and not ours(out):
         names = ", ".join(str(out / n) for n in clash[:3])
         raise BadInput(

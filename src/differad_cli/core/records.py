@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,10 @@ PAIR_KEYS = (
 )  # fmt: skip
 PRED_KEYS = ("id", "box", "valid", "text", "score")
 MAX_REPORTED = 10
+MAX_COORD = 2**31 - 1  # coordinates and sizes beyond this are no image's (and overflow float conversions)
+PATH_MAX = 4096
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class RecordError(BadInput):
@@ -34,18 +39,30 @@ class RecordError(BadInput):
 # ---------------------------------------------------------------------------------------------- JSONL
 
 
+def short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a hostile value never makes an error message huge."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # nested too deeply, or an int too long for str()
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def iter_jsonl(
     path: str | os.PathLike[str], *, allow_partial_last: bool = False
 ) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; a malformed line raises with file:line.
 
+    Lines end at ``\\n`` only (``\\r\\n`` works; a CR inside a line is JSON whitespace), a UTF-8 byte-order
+    mark is skipped, and every failure of the JSON parser (nesting, a number over Python's 4300-digit limit,
+    an unpaired surrogate escape that no file could be written with) is a RecordError naming the line.
     ``allow_partial_last`` tolerates a truncated final line (an interrupted writer), which resume uses.
     """
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"file not found: {p}")
     try:
-        with p.open("r", encoding="utf-8") as f:
+        with p.open("r", encoding="utf-8-sig", newline="\n") as f:
             lines = f.readlines()
     except UnicodeDecodeError as e:
         raise RecordError(f"{p}: not UTF-8 text (byte {e.start}); expected a JSONL file") from None
@@ -62,9 +79,23 @@ def iter_jsonl(
             raise RecordError(f"{p}:{i}: malformed JSON ({e.msg} at column {e.colno})") from None
         except RecursionError:
             raise RecordError(f"{p}:{i}: JSON nested too deeply to be a record") from None
+        except ValueError as e:  # e.g. an integer of more than 4300 digits
+            raise RecordError(f"{p}:{i}: malformed JSON ({short(str(e), 80)})") from None
         if not isinstance(obj, dict):
             raise RecordError(f"{p}:{i}: expected a JSON object, got {type(obj).__name__}")
+        if "\\u" in line and _SURROGATE.search(line) and not _encodable(obj):
+            raise RecordError(
+                f"{p}:{i}: text holds an unpaired surrogate escape (\\ud800-\\udfff), not Unicode"
+            )
         yield i, obj
+
+
+def _encodable(obj: dict) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        return True
+    except (UnicodeEncodeError, RecursionError):
+        return False
 
 
 def dumps(obj: dict) -> str:
@@ -82,6 +113,8 @@ def write_jsonl(path: str | os.PathLike[str], objs: Iterable[dict]) -> None:
 def _resolve(value: Any, root: Path, key: str, where: str) -> Path:
     if not isinstance(value, str) or not value:
         raise RecordError(f"{where}: '{key}' must be a non-empty path string")
+    if len(value) > PATH_MAX or _CONTROL.search(value):  # NUL, newline...: no file of a dataset
+        raise RecordError(f"{where}: '{key}' is not a usable path: {short(value)}")
     p = Path(value)
     return p if p.is_absolute() else root / p
 
@@ -109,7 +142,9 @@ def _box(value: Any, where: str, key: str = "box") -> IntBox:
     out = []
     for v in value:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise RecordError(f"{where}: '{key}' must hold 4 finite numbers, got {value!r}")
+            raise RecordError(f"{where}: '{key}' must hold 4 finite numbers, got {short(value)}")
+        if abs(v) > MAX_COORD:
+            raise RecordError(f"{where}: '{key}' coordinate {short(v)} is out of range")
         out.append(round(v))
     return (out[0], out[1], out[2], out[3])
 
@@ -152,7 +187,7 @@ class Pair:
         zero = box == ZERO_BOX
         label = d.get("label", 0 if zero else 1)
         if label not in (0, 1) or isinstance(label, bool):
-            raise RecordError(f"{where}: 'label' must be 0 or 1, got {label!r}")
+            raise RecordError(f"{where}: 'label' must be 0 or 1, got {short(label)}")
         if label == 0 and not zero:
             raise RecordError(f"{where}: normal record (label 0) must have the zero box, got {list(box)}")
         if label == 1 and zero:
@@ -165,8 +200,10 @@ class Pair:
             from differad_cli.core.images import image_size
 
             width, height = image_size(tgt)
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
-            raise RecordError(f"{where}: 'width'/'height' must be positive integers")
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_COORD for v in (width, height)
+        ):
+            raise RecordError(f"{where}: 'width'/'height' must be positive integers (at most {MAX_COORD})")
         if box[2] > width or box[3] > height:
             raise RecordError(f"{where}: box {list(box)} lies outside the {width}x{height} target image")
         mask = d.get("mask")
@@ -228,7 +265,7 @@ def read_pairs(path: str | os.PathLike[str], *, allow_empty: bool = False) -> li
             errors.append(str(e))
             continue
         if pair.id in seen:
-            errors.append(f"{where}: duplicate id '{pair.id}' (first at line {seen[pair.id]})")
+            errors.append(f"{where}: duplicate id {short(pair.id)} (first at line {seen[pair.id]})")
             continue
         seen[pair.id] = lineno
         pairs.append(pair)
@@ -257,7 +294,7 @@ def check_files(pairs: Iterable[Pair], *, open_images: bool = False) -> list[str
         for key, path in (("ref", pair.ref), ("tgt", pair.tgt), ("mask", pair.mask)):
             if path is None:
                 continue
-            if not path.is_file():
+            if not os.path.isfile(path):  # False (not OSError) for a name too long or holding NUL
                 problems.append(f"{pair.id}: {key} not found: {path}")
             elif open_images:
                 try:
@@ -308,7 +345,7 @@ class Prediction:
             box=box,
             valid=bool(valid),
             text=None if text is None else str(text),
-            score=float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
+            score=_score(score),
             extra={k: v for k, v in d.items() if k not in PRED_KEYS},
         )
 
@@ -318,6 +355,12 @@ class Prediction:
             d["score"] = self.score
         d.update(self.extra)
         return d
+
+
+def _score(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 1e300:
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:

@@ -45,22 +45,12 @@ def load_map(path: str | Path, width: int | None = None, height: int | None = No
     import cv2
 
     p = Path(path)
-    try:
-        if p.suffix.lower() == ".npy":
-            arr = np.load(p, allow_pickle=False)
-        else:
-            data = np.fromfile(p, dtype=np.uint8)
-            arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-            if arr is None:
-                raise ValueError("not a readable image")
-            if arr.ndim == 3:
-                arr = arr[:, :, :3].max(axis=2)
-            if arr.dtype in (np.uint8, np.uint16):  # a quantized [0, 1] map: comparable with .npy maps
-                arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
-    except (OSError, ValueError, EOFError) as e:
-        raise BadInput(f"cannot read anomaly map {p}: {e or type(e).__name__}") from None
+    if p.suffix.lower() == ".npy":
+        arr = _load_npy(p)
+    else:
+        arr = _load_png_map(p)
     arr = np.squeeze(np.asarray(arr))
-    if arr.ndim != 2 or arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
+    if arr.ndim != 2 or arr.size == 0 or arr.dtype.kind not in "biuf":
         raise BadInput(f"anomaly map {p} must be a 2-D numeric array, got shape {arr.shape} ({arr.dtype})")
     a = arr.astype(np.float32)
     finite = np.isfinite(a)
@@ -71,6 +61,45 @@ def load_map(path: str | Path, width: int | None = None, height: int | None = No
     if width is not None and height is not None and a.shape != (height, width):
         a = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
     return a
+
+
+def _load_npy(p: Path) -> np.ndarray:
+    """A plain numeric .npy, read without ever unpickling; the header is checked (mapped, not read) before
+    any data is loaded, so a junk or pickled file, or one claiming billions of values, is one line."""
+    from differad_cli.core.images import DEFAULT_MAX_PIXELS
+
+    try:
+        with p.open("rb"):
+            pass
+    except OSError as e:
+        raise BadInput(f"cannot read anomaly map {p}: {e.strerror or e}") from None
+    try:
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+            raise ValueError("not a plain numeric array")
+        if arr.size > DEFAULT_MAX_PIXELS:
+            raise BadInput(f"anomaly map {p} holds {arr.size} values, more than {DEFAULT_MAX_PIXELS}")
+        return np.array(arr)
+    except (OSError, ValueError, EOFError, TypeError, OverflowError):
+        raise BadInput(f"not a numeric .npy anomaly map: {p}") from None
+
+
+def _load_png_map(p: Path) -> np.ndarray:
+    """An 8/16-bit PNG (or other image) map; quantized values are scaled to [0, 1]."""
+    import cv2
+
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if arr is None:
+            raise ValueError("not a readable image")
+    except (OSError, ValueError, EOFError) as e:
+        raise BadInput(f"cannot read anomaly map {p}: {e or type(e).__name__}") from None
+    if arr.ndim == 3:
+        arr = arr[:, :, :3].max(axis=2)
+    if arr.dtype in (np.uint8, np.uint16):  # a quantized [0, 1] map: comparable with .npy maps
+        arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+    return arr
 
 
 def map_box(amap: np.ndarray, threshold: float) -> IntBox:

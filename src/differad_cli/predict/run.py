@@ -25,7 +25,7 @@ from differad_cli.core import console
 from differad_cli.core.boxes import ZERO_BOX
 from differad_cli.core.errors import BadInput
 from differad_cli.core.images import image_size, load_pair_images
-from differad_cli.core.io import atomic_write, check_out_path, is_special, is_stdout
+from differad_cli.core.io import atomic_write, check_out_path, is_special, is_stdout, writing
 from differad_cli.core.records import (
     Pair,
     Prediction,
@@ -239,7 +239,7 @@ def predict_file(
         atomic_write(part, [header, *(dumps(d.to_dict()) for d in done.values())])
         step = max(chunk, opts.batch_size, opts.concurrency)
         chunks = [todo[s : s + step] for s in range(0, len(todo), step)]
-        with part.open("a", encoding="utf-8") as f:
+        with writing(part), part.open("a", encoding="utf-8") as f:
             for batch in console.progress(chunks, total=len(chunks), desc="predict", unit="chunk"):
                 for pred in iter_predictions(backend, batch):  # each answer durable as it arrives
                     done[pred.id] = pred
@@ -263,16 +263,18 @@ def _stream(pairs: list[Pair], out: Path, opts: PredictOptions, chunk: int) -> l
     step = max(chunk, opts.batch_size, opts.concurrency)
     sink = sys.stdout if is_stdout(out) else open(out, "w", encoding="utf-8")  # noqa: SIM115
     try:
-        for s in range(0, len(pairs), step):
-            for pred in iter_predictions(backend, pairs[s : s + step]):
-                got[pred.id] = pred
-                while len(preds) < len(pairs) and pairs[len(preds)].id in got:
-                    preds.append(got[pairs[len(preds)].id])
-                    sink.write(dumps(preds[-1].to_dict()) + "\n")
-                sink.flush()
+        with writing(out):
+            for s in range(0, len(pairs), step):
+                for pred in iter_predictions(backend, pairs[s : s + step]):
+                    got[pred.id] = pred
+                    while len(preds) < len(pairs) and pairs[len(preds)].id in got:
+                        preds.append(got[pairs[len(preds)].id])
+                        sink.write(dumps(preds[-1].to_dict()) + "\n")
+                    sink.flush()
     finally:
         if sink is not sys.stdout:
-            sink.close()
+            with writing(out):
+                sink.close()
     _summary(preds, out)
     return preds
 

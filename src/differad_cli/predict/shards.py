@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from differad_cli.core import console
-from differad_cli.core.errors import BadInput
+from differad_cli.core.errors import BadInput, one_line
 from differad_cli.core.records import Pair, Prediction, read_predictions, write_predictions
 from differad_cli.predict.config import PredictOptions, resolve_backend
 
@@ -62,7 +62,7 @@ def _worker(
     try:
         predict(pairs_path, out, opts, resume=resume, chunk=chunk, shard=(k, n))
     except BadInput as e:  # one line, and the parent reports bad input (exit 2), not a child traceback
-        print(f"differad: error: shard {k + 1}/{n}: {e}", file=sys.stderr)
+        print(f"differad: error: shard {k + 1}/{n}: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
 
 

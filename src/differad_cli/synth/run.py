@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 import tempfile
 import time
@@ -29,8 +28,9 @@ from typing import Any
 from differad_cli.core import console
 from differad_cli.core.boxes import area
 from differad_cli.core.errors import BadInput
-from differad_cli.core.io import atomic_write, check_out_dir
-from differad_cli.core.records import iter_jsonl
+from differad_cli.core.images import png_intact
+from differad_cli.core.io import atomic_write, check_out_dir, writing
+from differad_cli.core.records import Pair, iter_jsonl, short
 from differad_cli.synth.config import SynthConfig, SynthSummary
 from differad_cli.synth.pool import (
     auto_workers,
@@ -43,7 +43,8 @@ SETTINGS = "synth.json"
 DEFAULT_N = 1000
 
 
-_ID_RE = re.compile(r"^synth-(\d{6,})$")
+_KEYS = {"id", "ref", "tgt", "mask", "box", "label", "width", "height", "category", "subset", "synth"}
+_LINE_START = '{"id": "synth-'  # how every manifest line synth writes begins (core.records.dumps)
 
 
 def _settings(cfg: SynthConfig, normals: list[Path], textures: list[Path]) -> dict[str, Any]:
@@ -71,28 +72,86 @@ def _prepare_out(out: Path, force: bool) -> None:
         raise BadInput(f"cannot write to output folder {out}: {e.strerror or e}") from None
 
 
-def _finished(out: Path) -> dict[int, str]:
-    """Manifest lines of finished samples (record complete, files present), by index; bad lines dropped."""
+class _Foreign(Exception):
+    """A manifest line that synth did not write (or not with these settings)."""
+
+
+def _finished(out: Path, cfg: SynthConfig) -> tuple[dict[int, str], int]:
+    """(manifest lines of finished samples by index, number of lines verified). Resume trusts nothing it
+    cannot verify:
+
+    - a line synth did not write (not JSON, another id, other fields or file names, another size, out of
+      order or repeated) is refused (BadInput naming the file and line): it may be the user's, so it is
+      neither dropped nor overwritten;
+    - a torn last line (no newline, and a prefix of a synth line: an interrupted append) is dropped and its
+      sample redone; a last line without newline that is not such a prefix is refused like any other;
+    - a finished sample whose ref/tgt/mask PNG is missing or damaged is redone. The check is cheap, without
+      decoding pixels (``core.images.png_intact``): signature, every chunk's CRC, IHDR = the record's
+      width x height, IEND last. Truncated and flipped bytes are caught; an intact PNG of the right size
+      that is not ours is trusted.
+    """
     path = out / MANIFEST
-    done: dict[int, str] = {}
     if not path.is_file():
-        return done
-    with path.open("r", encoding="utf-8") as f:
-        for line in f:
-            text = line.rstrip("\n")
-            if not line.endswith("\n") or not text.strip():
-                continue  # a partial last line from an interrupted write
-            try:
-                obj = json.loads(text)
-            except (json.JSONDecodeError, RecursionError):
-                continue
-            m = _ID_RE.match(str(obj.get("id", ""))) if isinstance(obj, dict) else None
-            if m is None:
-                continue
-            files = [obj.get("ref"), obj.get("tgt")] + ([obj["mask"]] if obj.get("mask") else [])
-            if all(isinstance(p, str) and (out / p).is_file() for p in files):
-                done[int(m.group(1))] = text
-    return done
+        return {}, 0
+    try:
+        *lines, tail = path.read_bytes().split(b"\n")
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
+    done: dict[int, str] = {}
+    verified = 0
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            text, files, size = _verify_line(raw, verified, cfg, out)
+        except _Foreign as e:
+            raise _refusal(out, path, lineno, str(e)) from None
+        if all(png_intact(f, size) for f in files):
+            done[verified] = text
+        verified += 1
+    if tail.strip():
+        head = tail.decode("utf-8", "replace")
+        if not (head.startswith(_LINE_START) or _LINE_START.startswith(head)):
+            raise _refusal(out, path, len(lines) + 1, "is not a line synth wrote (and has no newline)")
+        console.info(f"{path}:{len(lines) + 1}: dropping a torn last line (an interrupted write); redoing it")
+    return done, verified
+
+
+def _refusal(out: Path, path: Path, lineno: int, why: str) -> BadInput:
+    return BadInput(
+        f"cannot resume {out}: {path}:{lineno} {why}; move that line out of the manifest "
+        "or rerun without --resume into a new folder"
+    )
+
+
+def _verify_line(
+    raw: bytes, index: int, cfg: SynthConfig, out: Path
+) -> tuple[str, list[Path], tuple[int, int]]:
+    """(line, PNG files, (width, height)) when ``raw`` is the line synth writes for sample ``index``."""
+    try:
+        text = raw.decode("utf-8").rstrip("\r")
+        obj = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _Foreign("is not a line synth wrote (not JSON)") from None
+    stem = f"{index:06d}"
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    if rid != f"synth-{stem}" or set(obj) - _KEYS or not _KEYS - {"subset"} <= set(obj):
+        raise _Foreign(
+            f"is not a line synth wrote (expected synth-{stem} with synth's fields, got id {short(rid)})"
+        )
+    try:
+        pair = Pair.from_dict(obj, out, "record")
+    except BadInput as e:
+        raise _Foreign(f"is not a valid record ({str(e).removeprefix('record: ')})") from None
+    names = (obj["ref"], obj["tgt"], obj["mask"])
+    if names != (f"ref/{stem}.png", f"tgt/{stem}.png", f"mask/{stem}.png" if pair.label else None):
+        raise _Foreign("is not a line synth wrote (other file names)")
+    w, h = pair.width, pair.height
+    keep = cfg.normals is not None and cfg.resize == "keep"
+    if max(w, h) != cfg.size or (not keep and w != h):
+        raise _Foreign(f"is a {w}x{h} pair, not one of --size {cfg.size} (made with other settings)")
+    files = [pair.ref, pair.tgt] + ([pair.mask] if pair.mask is not None else [])
+    return text, files, (w, h)
 
 
 def _count_records(path: Path) -> int:
@@ -102,23 +161,27 @@ def _count_records(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def _write_settings(cfg: SynthConfig, out: Path, settings: dict[str, Any], existing: int) -> None:
-    """Refuse to resume a run made with other settings; then record this run's settings."""
-    settings_path = out / SETTINGS
-    if cfg.resume and settings_path.is_file():
-        try:
-            before = json.loads(settings_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            before = None
-        if isinstance(before, dict) and before != settings:
-            diff = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
-            raise BadInput(
-                f"cannot resume {out}: it was made with different settings ({', '.join(diff)}); "
-                "repeat the original options or choose a new --out folder"
-            )
-    elif cfg.resume and existing:
-        console.warn(f"{settings_path} is missing: cannot check that the resumed settings match")
-    atomic_write(settings_path, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
+def _check_settings(cfg: SynthConfig, out: Path, settings: dict[str, Any], existing: int) -> None:
+    """On resume of a run with records, its synth.json must be readable and hold these very settings: a
+    missing or damaged one cannot vouch for them, and pairs of two settings must never share a manifest."""
+    if not cfg.resume or not existing:
+        return
+    path = out / SETTINGS
+    redo = "rerun without --resume into a new folder"
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"cannot verify settings of {out}: {path} is missing; {redo}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        before = None
+    if not isinstance(before, dict):
+        raise BadInput(f"cannot verify settings of {out}: {path} is unreadable or damaged; {redo}")
+    if before != settings:
+        diff = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        raise BadInput(
+            f"cannot resume {out}: it was made with different settings ({', '.join(diff)}); "
+            "repeat the original options or choose a new --out folder"
+        )
 
 
 def synthesize(cfg: SynthConfig) -> SynthSummary:
@@ -140,13 +203,14 @@ def synthesize(cfg: SynthConfig) -> SynthSummary:
             "or choose a new --out folder"
         )
     _prepare_out(out, cfg.force)
-    _write_settings(cfg, out, _settings(cfg, normals, textures), existing)
-
-    done = _finished(out) if cfg.resume else {}
-    if done and max(done) >= n:
+    settings = _settings(cfg, normals, textures)
+    _check_settings(cfg, out, settings, existing)
+    done, verified = _finished(out, cfg) if cfg.resume else ({}, 0)
+    if verified > n:
         raise BadInput(
-            f"{manifest} already holds pairs up to index {max(done)}; pass --n {max(done) + 1} or more"
+            f"{manifest} already holds pairs up to index {verified - 1}; pass --n {verified} or more"
         )
+    atomic_write(out / SETTINGS, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
     start = 0
     while start in done:
         start += 1
@@ -172,6 +236,7 @@ def synthesize(cfg: SynthConfig) -> SynthSummary:
         else:
             gen = Generator(plan)
             results = (gen(i) for i in todo)
+        stack.enter_context(writing(manifest))
         f = stack.enter_context(manifest.open("a", encoding="utf-8"))
         for i in console.progress(range(start, n), total=n - start, desc="synth", unit="pair"):
             if i in done:

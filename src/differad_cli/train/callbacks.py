@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from differad_cli.core import console
+from differad_cli.core.io import writing
 from differad_cli.core.records import Pair
 
 LOG_KEYS = (
@@ -52,7 +53,7 @@ def route_logs(trainer: Any, output_dir: str | os.PathLike[str], checkpoint: str
                 return
             path = Path(output_dir) / "train_log.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as f:
+            with writing(path), path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
             per_reward = [k for k in logs if k.startswith("rewards/") and k.endswith("/mean")]
             keys = [*LOG_KEYS[:3], *per_reward, *LOG_KEYS[3:]]

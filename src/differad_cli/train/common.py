@@ -47,7 +47,7 @@ class Setup:
         return lora_config(self.cfg) if self.cfg.lora and not hasattr(self.model, "peft_config") else None
 
 
-def setup(
+def check_inputs(
     kind: str,
     *,
     output_dir: str | os.PathLike[str],
@@ -55,8 +55,8 @@ def setup(
     options: dict[str, Any] | None,
     check: Callable[[Any], None] | None = None,
 ) -> Setup:
-    """Configs (defaults < recipe < options), every input check (``check`` adds the command's own), then the
-    model: a bad run fails in seconds with one line instead of after minutes of loading."""
+    """Configs (defaults < recipe < options) and every input check (``check`` adds the command's own), no
+    model: what a multi-process launch runs once, in the user's process, before it relaunches."""
     from differad_cli.models.load import quiet_accelerator_probe
     from differad_cli.train.configs import build_configs
 
@@ -70,10 +70,24 @@ def setup(
     model_path, family = check_model_path(cfg.model)
     check_recipe_family(cfg, recipe, model_path, family)
     checkpoint = resume_checkpoint(output_dir, cfg.resume)
-    run = Setup(cfg, args, pairs, eval_pairs, model_path, family, checkpoint)
-    run.model, run.processor = load_trainable(model_path, cfg, args, checkpoint)
-    if eval_pairs:
-        run.callbacks = [make_eval_callback(eval_pairs, cfg, family, output_dir)]
+    check_output_dir(output_dir, force=cfg.force or cfg.resume)
+    return Setup(cfg, args, pairs, eval_pairs, model_path, family, checkpoint)
+
+
+def setup(
+    kind: str,
+    *,
+    output_dir: str | os.PathLike[str],
+    recipe: str | os.PathLike[str] | None,
+    options: dict[str, Any] | None,
+    check: Callable[[Any], None] | None = None,
+) -> Setup:
+    """Every input check (:func:`check_inputs`), then the model: a bad run fails in seconds with one line
+    instead of after minutes of loading."""
+    run = check_inputs(kind, output_dir=output_dir, recipe=recipe, options=options, check=check)
+    run.model, run.processor = load_trainable(run.model_path, run.cfg, run.args, run.checkpoint)
+    if run.eval_pairs:
+        run.callbacks = [make_eval_callback(run.eval_pairs, run.cfg, run.family, output_dir)]
     return run
 
 
@@ -141,6 +155,24 @@ def check_template(name: str) -> str:
     if name not in TEMPLATES:
         raise BadInput(f"unknown template '{name}' (choose from: {', '.join(TEMPLATES)})")
     return name
+
+
+RUN_FILES = ("train_log.jsonl", "train_summary.json", "trainer_state.json")
+
+
+def is_run_folder(path: Path) -> bool:
+    """A training run folder of ours: a checkpoint, or a log/summary/trainer state a run writes."""
+    return any((path / name).is_file() for name in RUN_FILES) or any(
+        p.is_dir() for p in path.glob("checkpoint-*")
+    )
+
+
+def check_output_dir(output_dir: str | os.PathLike[str], *, force: bool) -> None:
+    """The ownership rule of every output (core.io.check_out_dir): a non-empty --output-dir that is not a
+    training run of ours is refused unless --force (or --resume); it must be writable."""
+    from differad_cli.core.io import check_out_dir
+
+    check_out_dir(output_dir, None, is_run_folder, flag="--output-dir", force=force)
 
 
 def resume_checkpoint(output_dir: str | os.PathLike[str], resume: bool) -> str | None:

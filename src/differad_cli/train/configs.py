@@ -59,6 +59,12 @@ class TrainConfig:
     resume: bool = field(
         default=False, metadata=_h("Resume from the last checkpoint in --output-dir.", "--resume")
     )
+    force: bool = field(
+        default=False,
+        metadata=_h(
+            "Write into an --output-dir holding files that are not a differad training run.", "--force"
+        ),
+    )
     precision: str = field(
         default="auto", metadata=_h("auto (bf16 on a GPU, else fp32) | bf16 | fp16 | fp32.")
     )
@@ -271,6 +277,20 @@ def check_numbers(values: dict[str, Any], trl_cls: type) -> None:
         raise BadInput(f"learning_rate must be above 0, got {values['learning_rate']}")
 
 
+def _check_rewards(cfg: Any) -> None:
+    """Reward names first (``--rewards foo --reward-weights 1,1`` is about 'foo', not the count); a recipe's
+    ``rewards: format,dclr`` string is a list too."""
+    from differad_cli.train.rewards import REWARDS
+
+    if isinstance(cfg.rewards, str):
+        cfg.rewards = [r.strip() for r in cfg.rewards.split(",") if r.strip()]
+    if not isinstance(cfg.rewards, list) or not cfg.rewards:
+        raise BadInput(f"rewards must name at least one reward (choose from: {', '.join(REWARDS)})")
+    for name in cfg.rewards:
+        if not isinstance(name, str) or name not in REWARDS:
+            raise BadInput(f"unknown reward {str(name)!r} (choose from: {', '.join(REWARDS)})")
+
+
 def build_configs(
     kind: str, *, recipe: str | os.PathLike[str] | None, cli: dict[str, Any], output_dir: str
 ) -> tuple[TrainConfig, Any]:
@@ -323,6 +343,7 @@ def build_configs(
         if "rewards" not in own_values:
             cfg.rewards = ["staged_format", "staged"]
     if kind == "rl":
+        _check_rewards(cfg)
         trl_values["reward_weights"] = cfg.reward_weights
         if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
             raise BadInput(f"{len(cfg.reward_weights)} reward weights for {len(cfg.rewards)} rewards")
