@@ -20,8 +20,8 @@ its cache is copied for each target. Why the answers equal :meth:`HFBackend.pred
   so floating-point results may differ in the last bits; tests check identical texts and close logits for
   the three families.
 
-A model without these interfaces (``mm_encoder_outputs``, ``cache``; transformers before 5.24's generation
-code) or a prompt without exactly two images falls back to the uncached path.
+transformers before 5.24, a model without these interfaces (``mm_encoder_outputs``, ``cache``) or a prompt
+without exactly two images falls back to the uncached path (same answers, no reuse).
 """
 
 from __future__ import annotations
@@ -59,7 +59,18 @@ def core_model(model: Any) -> Any:
     return get() if get is not None else model
 
 
+# The generation code this relies on (positions over the full input when a pre-filled cache meets uncached
+# image tokens, pre-encoded features, the ``cache`` argument) is that of transformers 5.24, where the tests
+# check it; an older release takes the uncached path rather than risk other positions.
+MIN_TRANSFORMERS = (5, 24)
+
+
 def supports_prefix_cache(model: Any) -> bool:
+    import transformers
+
+    release = tuple(int(x) for x in transformers.__version__.split(".")[:2] if x.isdigit())
+    if release < MIN_TRANSFORMERS:
+        return False
     params = inspect.signature(core_model(model).forward).parameters
     return "mm_encoder_outputs" in params and "cache" in params
 
