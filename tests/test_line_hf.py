@@ -91,18 +91,20 @@ def test_cached_prefix_gives_the_uncached_answers(model_dir: Path, line, monkeyp
 def test_cached_logits_match_and_a_wrong_prefix_would_be_caught(model_dir: Path, line) -> None:
     import torch
 
-    from differad_cli.core.images import SizedReference, load_rgb
+    from differad_cli.core.images import SizedReference, load_pair_images, load_rgb
     from differad_cli.predict.backends.hf import HFBackend
     from differad_cli.predict.backends.hf_prefix import ReferencePrefix
 
     backend = HFBackend.from_path(model_dir, device="cpu", max_new_tokens=6)
     answer = backend.with_reference(line["ref"])
     extra = {"output_scores": True, "return_dict_in_generate": True}
-    for name in ("t2", "odd"):
+    for name in ("t2", "t1", "odd"):  # t1: the prompt of t2 with t1's pixels from the image processor
         tgt = load_rgb(line[name])
-        cached, inputs = answer.generate(tgt, **extra)
+        cached, _ = answer.generate(tgt, **extra)
         assert answer.last_prompt[1] > 0
-        plain = backend.run_generate(**inputs, **extra)
+        plain = backend.run_generate(
+            **backend.encode([load_pair_images(line["ref"], line[name])[0]], [tgt]), **extra
+        )
         assert torch.equal(cached.sequences, plain.sequences)
         for c, p in zip(cached.scores, plain.scores, strict=True):
             assert torch.allclose(c, p, atol=1e-4, rtol=1e-4), (c - p).abs().max()
@@ -112,10 +114,12 @@ def test_cached_logits_match_and_a_wrong_prefix_would_be_caught(model_dir: Path,
     tgt = load_rgb(line["t2"])
     wrong.generate(tgt)
     wrong.reference = SizedReference(line["ref"])
+    wrong.prompts.clear()  # the right reference's prompt and pixels, the other one's cached prefix
     bad, inputs = wrong.generate(tgt, **extra)
     assert wrong.prefix_runs == 1
     plain = backend.run_generate(**inputs, **extra)
     assert (bad.scores[0] - plain.scores[0]).abs().max() > 1e-3
+    assert answer.prompts[(64, 64)].shortcut  # the image processor alone gave the processor's pixels
 
 
 def test_line_mode_cli_uses_the_cache_and_answers_as_one_pair_mode(

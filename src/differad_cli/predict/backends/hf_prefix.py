@@ -6,9 +6,11 @@ default system message included) and the reference image. It is run through the 
 (the reference is resized to the target, as in one-pair mode, so its image tokens depend on that size) and
 its cache is copied for each target. Why the answers equal :meth:`HFBackend.predict` on the same pair:
 
-- every target's prompt is built by the same processor call as the uncached path (same ``input_ids``,
-  ``mm_token_type_ids`` and image grids); the cached prefix is used only while its token ids equal the
-  prompt's first tokens (else it is rebuilt);
+- the prompt is the processor's, as in the uncached path (``input_ids``, ``mm_token_type_ids``, image
+  grids): built by the processor for the first target of a size and kept, since every target of that size
+  has the same tokens; later targets only get their pixels from the image processor, a shortcut taken
+  only after the first target's pixels came out equal to the processor's and while the grid is the same.
+  The cached prefix is used only while its token ids equal the prompt's first tokens (else rebuilt);
 - Qwen-VL's multimodal rotary positions (M-RoPE) are computed over the whole input: ``generate`` is given
   the full ``input_ids`` and both image grids with the pre-filled cache, and transformers computes the
   positions of all tokens (``get_rope_index``, because the uncached tokens hold an image) and the decoding
@@ -75,6 +77,13 @@ def supports_prefix_cache(model: Any) -> bool:
     return "mm_encoder_outputs" in params and "cache" in params
 
 
+@dataclass
+class Prompt:
+    inputs: Any  # the processor's inputs for the first pair of one target size
+    pixel_rows: int  # rows of its ``pixel_values`` that are the reference's patches
+    shortcut: bool  # the image processor alone gave that target's pixels as the processor did
+
+
 class ReferencePrefix:
     """``answer(pair)`` for line mode: one reference, its prompt prefix cached per target size."""
 
@@ -86,6 +95,7 @@ class ReferencePrefix:
         if not self.enabled:
             console.debug("hf line mode: this model/transformers cannot reuse a prefix cache; uncached path")
         self.prefixes: dict[tuple[int, int], Prefix] = {}
+        self.prompts: dict[tuple[int, int], Prompt] = {}
         self.prefix_runs = 0  # prefixes computed (one per target size unless the prompt changes)
         self.last_prompt = (0, 0)  # the last target's prompt tokens, and how many of them came from the cache
 
@@ -101,8 +111,7 @@ class ReferencePrefix:
     def generate(self, tgt: np.ndarray, **extra: Any) -> tuple[Any, Any]:
         """``generate``'s output for one target (``extra``: more generate arguments) and the processor's
         inputs for the pair, exactly those of the uncached path."""
-        ref = self.reference.at(*tgt.shape[:2])
-        inputs = self.backend.encode([ref], [tgt])
+        inputs = self._encode(tgt)
         total = int(inputs["input_ids"].shape[1])
         types = inputs.get("mm_token_type_ids")
         length = prefix_length(types) if self.enabled and types is not None else None
@@ -123,6 +132,38 @@ class ReferencePrefix:
             )
         self.last_prompt = (total, length)
         return out, inputs
+
+    def _encode(self, tgt: np.ndarray) -> Any:
+        """The processor's inputs for (reference, target). Every target of one size has the same prompt
+        tokens and reference pixels: after the first, only the target's pixels are computed, by the image
+        processor alone, once the first pair has shown that it gives the processor's own pixels."""
+        import torch
+
+        size = (int(tgt.shape[0]), int(tgt.shape[1]))
+        prompt = self.prompts.get(size) if self.enabled else None
+        if prompt is not None and prompt.shortcut:
+            pixels, grid = self._target_pixels(tgt)
+            if grid is not None and torch.equal(grid, prompt.inputs["image_grid_thw"][1:]):
+                ref_pixels = prompt.inputs["pixel_values"][: prompt.pixel_rows]
+                return {**prompt.inputs, "pixel_values": torch.cat([ref_pixels, pixels])}
+        inputs = self.backend.encode([self.reference.at(*size)], [tgt])
+        if self.enabled and "image_grid_thw" in inputs and len(inputs["image_grid_thw"]) == 2:
+            rows = int(inputs["image_grid_thw"][0].prod())
+            pixels, grid = self._target_pixels(tgt)
+            same = grid is not None and torch.equal(grid, inputs["image_grid_thw"][1:])
+            self.prompts[size] = Prompt(
+                inputs, rows, same and torch.equal(pixels, inputs["pixel_values"][rows:])
+            )
+        return inputs
+
+    def _target_pixels(self, tgt: np.ndarray) -> tuple[Any, Any]:
+        from PIL import Image
+
+        ip = getattr(self.backend.processor, "image_processor", None)
+        if ip is None:
+            return None, None
+        out = ip(images=[Image.fromarray(tgt)], return_tensors="pt")
+        return out["pixel_values"].to(self.backend.device), out["image_grid_thw"].to(self.backend.device)
 
     def _prefix(self, size: tuple[int, int], inputs: Any, length: int) -> Prefix:
         import torch
