@@ -10,7 +10,8 @@ The answers of both paths must be identical (checked).
 64 image tokens per 224x224 image, built in a temporary folder; ``--hf-model DIR`` for another checkpoint),
 on one CPU core or ``--hf-device cuda``: per-pair path (``HFBackend.predict``: the whole prompt for every
 target) against line mode (the reference's prompt prefix encoded once, its key/value cache reused), with 1 new
-token (the prompt's cost, what the cache saves) and with ``--hf-new-tokens``. Reported: the prompt's tokens,
+token (the prompt's cost, what the cache saves) and with ``--hf-new-tokens``, the two paths interleaved target
+by target, per target the fastest of ``--repeat``. Reported: the prompt's tokens,
 the cached prefix's and the reference image's share of them. Goal (exit 1 when missed): with 1 new token,
 line / per-pair <= 1 - the reference image's share of the prompt. Answers must be identical (checked).
 
