@@ -1,15 +1,21 @@
 """Benchmark: line mode, one golden reference and a stream of targets (`predict --ref`).
 
-Per-target latency (p50/p95) and throughput of the ``diff`` backend at 800x800 on ONE CPU core, in the same
-run: today's per-pair path (``DiffBackend.predict``: both images decoded and prepared for every pair) against
-line mode (``with_reference``: the reference decoded once and its working copy and alignment image prepared
-once per target size). Goal (exit 1 when missed): line mode answers an 800x800 target in <= 60% of the
-per-pair time. The answers of both paths must be identical (checked).
+``diff``: per-target latency (p50/p95) and throughput at 800x800 on ONE CPU core, in the same run: today's
+per-pair path (``DiffBackend.predict``: both images decoded and prepared for every pair) against line mode
+(``with_reference``: the reference decoded once and its working copy and alignment image prepared once per
+target size). Goal (exit 1 when missed): line mode answers an 800x800 target in <= 60% of the per-pair time.
+The answers of both paths must be identical (checked).
 
-The ``hf`` backend keeps its loaded model across targets in line mode (no process start per target); reusing
-the reference's key/value cache is not implemented, so no hf figure is claimed here.
+``hf``: the same comparison for a Qwen-VL model (default: the offline ``learner`` Qwen2-VL, ~1.5M parameters,
+64 image tokens per 224x224 image, built in a temporary folder; ``--hf-model DIR`` for another checkpoint),
+on one CPU core or ``--hf-device cuda``: per-pair path (``HFBackend.predict``: the whole prompt for every
+target) against line mode (the reference's prompt prefix encoded once, its key/value cache reused), with 1 new
+token (the prompt's cost, what the cache saves) and with ``--hf-new-tokens``, the two paths interleaved target
+by target, per target the fastest of ``--repeat``. Reported: the prompt's tokens,
+the cached prefix's and the reference image's share of them. Goal (exit 1 when missed): with 1 new token,
+line / per-pair <= 1 - the reference image's share of the prompt. Answers must be identical (checked).
 
-    python bench/bench_line.py [--n 30] [--size 800] [--repeat 3]
+    python bench/bench_line.py [--only diff|hf] [--n 30] [--size 800] [--repeat 3] [--hf-n 12]
 """
 
 from __future__ import annotations
@@ -31,13 +37,41 @@ def _pct(times: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
+def _row(name: str, times: list[float]) -> float:
+    mean = statistics.fmean(times)
+    p50, p95 = _pct(times, 0.5), _pct(times, 0.95)
+    rate = 1000.0 / mean
+    print(f"  {name:<9} mean {mean:7.1f} ms  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {rate:6.1f} targets/s")
+    return mean
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("diff", "hf"), default=None)
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--size", type=int, default=800)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--hf-model", type=Path, default=None, help="a checkpoint (default: build the learner)")
+    ap.add_argument("--hf-family", default="qwen2_vl")
+    ap.add_argument("--hf-preset", default="learner")
+    ap.add_argument("--hf-n", type=int, default=12)
+    ap.add_argument("--hf-size", type=int, default=224)
+    ap.add_argument("--hf-new-tokens", type=int, default=32)
+    ap.add_argument("--hf-device", default="cpu")
     args = ap.parse_args()
-    pinned = pin_one_core()
+    gpu_only = args.only == "hf" and args.hf_device != "cpu"
+    pinned = "not pinned (GPU)" if gpu_only else pin_one_core()
+    ok = True
+    if args.only in (None, "diff"):
+        ok = bench_diff(args, pinned) and ok
+    if args.only in (None, "hf"):
+        from line_hf import bench_hf
+
+        ok = bench_hf(args, pinned) and ok
+    return 0 if ok else 1
+
+
+def bench_diff(args: argparse.Namespace, pinned: str) -> bool:
     import cv2
 
     from differad_cli.core.images import save_png
@@ -86,18 +120,12 @@ def main() -> int:
     same = [a.to_dict() for a in best["per-pair"][1]] == [a.to_dict() for a in best["line"][1]]
     print(f"bench_line: diff backend, {args.n} targets of {args.size}x{args.size} against one reference, "
           f"one core ({pinned}), best of {args.repeat}")  # fmt: skip
-    rows = {}
-    for name, (times, _) in best.items():
-        mean = statistics.fmean(times)
-        rows[name] = mean
-        p50, p95 = _pct(times, 0.5), _pct(times, 0.95)
-        rate = 1000.0 / mean
-        print(f"  {name:<9} mean {mean:7.1f} ms  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {rate:6.1f} targets/s")
+    rows = {name: _row(name, times) for name, (times, _) in best.items()}
     ratio = rows["line"] / rows["per-pair"]
     print(f"  line / per-pair: {ratio:.2f} (goal <= {GOAL:.2f}); identical answers: {same}")
     ok = ratio <= GOAL and same
     print("  goal met" if ok else "  GOAL MISSED")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":

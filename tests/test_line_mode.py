@@ -123,3 +123,122 @@ def test_watch_answers_new_files_as_they_arrive_and_ctrl_c_ends_cleanly(line, tm
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "old.png" not in out
+
+
+# ------------------------------------------------------------------------------------- --ref-map
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> dict[str, Path]:
+    """A mixed line: line/a/ and line/b/ hold targets of two products (a clean copy and a defective one of
+    each), line/c/ a clean copy of a third product; golden images of the three under goldens/."""
+    (tmp_path / "goldens").mkdir()
+    paths = {"line": tmp_path / "line"}
+    for seed, cat in enumerate("abc", start=11):
+        golden = _line(seed)
+        paths[cat] = tmp_path / "goldens" / f"{cat}.png"
+        save_png(paths[cat], golden)
+        (paths["line"] / cat).mkdir(parents=True)
+        save_png(paths["line"] / cat / f"{cat}-ok.png", golden)
+        if cat != "c":
+            bad = golden.copy()
+            bad[30:55, 20:50] = (255, 0, 255)
+            save_png(paths["line"] / cat / f"{cat}-bad.png", bad)
+    return paths
+
+
+def _decodes(monkeypatch) -> dict[str, int]:
+    """How often each file is decoded."""
+    import differad_cli.core.images as images
+
+    counts: dict[str, int] = {}
+    decode = images._decode
+
+    def counted(p):
+        counts[Path(p).name] = counts.get(Path(p).name, 0) + 1
+        return decode(p)
+
+    monkeypatch.setattr(images, "_decode", counted)
+    return counts
+
+
+def test_ref_map_picks_each_targets_reference_by_folder(mixed, monkeypatch, capsys) -> None:
+    from differad_cli.predict.backends.diff import DiffBackend
+
+    counts = _decodes(monkeypatch)
+    prepared: list[Path] = []
+    with_reference = DiffBackend.with_reference
+
+    def spy(self, ref, image=None):
+        prepared.append(Path(ref))
+        return with_reference(self, ref, image)
+
+    monkeypatch.setattr(DiffBackend, "with_reference", spy)
+    args = ["--ref-map", f"a={mixed['a']}", "--ref-map", f"b={mixed['b']}", "--targets", mixed["line"]]
+    assert run_cli(monkeypatch, "predict", *args) == 0
+    cap = capsys.readouterr()
+    got = {Path(a["tgt"]).name: a for a in _answers(cap.out)}
+    assert sorted(got) == ["a-bad.png", "a-ok.png", "b-bad.png", "b-ok.png"]
+    for name, answer in got.items():
+        assert answer["ref"] == str(mixed[name[0]])  # a clean copy is normal only against its own golden
+        assert answer["label"] == (1 if "bad" in name else 0), name
+    assert "skipping" in cap.err and "category 'c'" in cap.err and "1 skipped" in cap.err
+    assert counts["a.png"] == counts["b.png"] == 1 and "c.png" not in counts  # each reference read once
+    assert sorted(p.name for p in prepared) == ["a.png", "b.png"]  # and prepared once
+
+
+def test_ref_map_yaml_with_ref_as_the_default(mixed, monkeypatch, capsys, tmp_path: Path) -> None:
+    counts = _decodes(monkeypatch)
+    (tmp_path / "refs.yaml").write_text("a: goldens/a.png\n'b': goldens/b.png\nalias: goldens/a.png\n")
+    monkeypatch.chdir(mixed["line"])  # YAML paths are relative to the YAML file, not to the working folder
+    ok = [mixed["line"] / c / f"{c}-ok.png" for c in "abc"]
+    args = ["predict", "--ref-map", tmp_path / "refs.yaml", "--ref", mixed["c"], *ok]
+    assert run_cli(monkeypatch, *args) == 0
+    got = _answers(capsys.readouterr().out)
+    assert [Path(a["ref"]).name for a in got] == ["a.png", "b.png", "c.png"]
+    assert [a["label"] for a in got] == [0, 0, 0]
+    assert counts["a.png"] == 1  # two categories, one file: decoded once
+
+
+def test_watch_sees_new_images_in_subfolders(tmp_path: Path) -> None:
+    from differad_cli.predict.line import watch_folder
+    from differad_cli.predict.refmap import References
+
+    (tmp_path / "a").mkdir()
+    save_png(tmp_path / "a" / "old.png", _line(1))
+    stream = watch_folder(tmp_path, poll_s=0.05)
+    (tmp_path / ".partial").mkdir()
+    save_png(tmp_path / ".partial" / "x.png", _line(2))  # hidden: a writer's temporary name
+    (tmp_path / "b").mkdir()
+    save_png(tmp_path / "b" / "new.png", _line(3))
+    new = next(stream)
+    assert new == tmp_path / "b" / "new.png" and References.category(new) == "b"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ref-map", "a=missing.png", "{t}"], "--ref-map a=missing.png"),
+        (["--ref-map", "a={golden}", "--ref-map", "b={broken}", "{t}"], "--ref-map b="),
+        (["--ref-map", "a={golden}", "--ref-map", "a={broken}", "{t}"], "two references"),
+        (["--ref-map", "a", "{t}"], "expected CATEGORY=PATH or a YAML file"),
+        (["--ref-map", "={golden}", "{t}"], "not a category"),
+        (["--ref-map", "a=", "{t}"], "the path is missing"),
+        (["--ref-map", "nothere.yaml", "{t}"], "no such YAML file"),
+        (["--ref-map", "numeric.yaml", "{t}"], "quote it"),
+        (["--ref-map", "list.yaml", "{t}"], "expected a mapping"),
+        (["--ref-map", "a={golden}"], "--ref-map needs targets"),
+        (["--ref-map", "a={golden}", "{t}", "--out", "p.jsonl"], "do not apply to line mode (--ref-map)"),
+        (["--targets", "{t}"], "or --ref-map"),
+    ],
+)
+def test_bad_ref_map_exits_2_before_any_answer(line, monkeypatch, capsys, tmp_path, args, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (tmp_path / "numeric.yaml").write_text(f"01: {line['golden']}\n")
+    (tmp_path / "list.yaml").write_text(f"- {line['golden']}\n")
+    args = [a.format(golden=line["golden"], broken="broken.png", t=line["dir"] / "t0.png") for a in args]
+    assert run_cli(monkeypatch, "predict", *args) == 2
+    cap = capsys.readouterr()
+    assert message in cap.err and cap.out == ""
+    assert "Traceback" not in cap.err and len(cap.err.strip().splitlines()) == 1

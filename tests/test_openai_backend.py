@@ -28,6 +28,7 @@ class Stub:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict, dict]] = []
+        self.bodies: list[tuple[str, bytes]] = []  # the raw request bodies, as sent
         self.counts: dict[str, int] = {}
         self.in_flight = 0  # of "busy" requests only
         self.max_in_flight = 0
@@ -47,11 +48,13 @@ def make_handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_POST(self) -> None:
-            payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            payload = json.loads(raw)
             kind = self.path.strip("/").split("/")[0]
             busy = kind == "busy"
             with stub.lock:
                 stub.requests.append((self.path, dict(self.headers), payload))
+                stub.bodies.append((self.path, raw))
                 n = stub.counts[kind] = stub.counts.get(kind, 0) + 1
                 stub.in_flight += busy
                 stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
@@ -296,3 +299,37 @@ def test_cli_openai_json_and_down_endpoint(server, pair, monkeypatch, capsys) ->
     )
     err = capsys.readouterr().err
     assert code == 2 and "failed after 1 attempt(s)" in err and "Traceback" not in err
+
+
+def test_line_mode_requests_share_the_reference_prefix_byte_for_byte(
+    server, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """vLLM's prefix caching reuses a request's start: for one reference, every request is the same bytes up
+    to the target image (reference first, encoded once, the same data URL string), and differs after."""
+    import differad_cli.predict.backends.openai as oa
+
+    url, stub = server
+    rng = np.random.default_rng(3)
+    save_png(tmp_path / "golden.png", rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    for i in range(3):
+        save_png(tmp_path / f"t{i}.png", rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    encoded: list[str] = []
+    real = oa.data_url
+    monkeypatch.setattr(oa, "data_url", lambda img: encoded.append(real(img)) or encoded[-1])
+    targets = [tmp_path / f"t{i}.png" for i in range(3)]
+    args = ["predict", "--ref", tmp_path / "golden.png", *targets, "--endpoint", f"{url}/prefix/v1"]
+    assert run_cli(monkeypatch, *args, "--model", "stub-vl") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    bodies = [raw for path, raw in stub.bodies if path.startswith("/prefix/")]
+    assert len(bodies) == 3 and len(encoded) == 4  # the reference encoded once, each target once
+    ref_url = real(load_rgb(tmp_path / "golden.png")).encode()
+    marker = b'"data:image/png;base64,'
+    for body, tgt in zip(bodies, targets, strict=True):
+        first = body.index(marker)
+        second = body.index(marker, first + 1)
+        assert body[first + 1 :].startswith(ref_url)  # the reference comes first
+        assert body[second + 1 :].startswith(real(load_rgb(tgt)).encode())
+    start = bodies[0].index(marker, bodies[0].index(marker) + 1) + len(marker)
+    for other in bodies[1:]:
+        shared = next(i for i, (a, b) in enumerate(zip(bodies[0], other, strict=False)) if a != b)
+        assert start <= shared < bodies[0].index(b'"', start)  # the same up to the target, which differs

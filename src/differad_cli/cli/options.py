@@ -89,6 +89,10 @@ def _parameter(spec: _Field, unset: bool) -> inspect.Parameter:
     default = default_of(f)
     item = _list_item(tp)
     help_text = f.metadata["help"]
+    if item is not None and f.metadata.get("repeat"):  # a repeatable option: one item per occurrence
+        option = typer.Option(*flags, help=help_text, show_default=False, metavar=f.metadata.get("metavar"))
+        annotation = Annotated[list[item] | None, option]  # type: ignore[valid-type]
+        return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
     if item is not None:  # lists travel as one comma-separated value
         tp = str | None if unset or default is None else str
         default = None if default is None or default is MISSING else _show(default)
@@ -152,7 +156,10 @@ def config_options(
             values = {name: kwargs.pop(name) for name in specs}
             for name, value in values.items():
                 item = _list_item(specs[name].type)
-                if item is not None:
+                if item is not None and specs[name].field.metadata.get("repeat"):
+                    given = list(value) if value is not None else None
+                    values[name] = given if given is not None or unset else default_of(specs[name].field)
+                elif item is not None:
                     values[name] = _parse_list(name, value, item)
             if unset:
                 body({k: v for k, v in values.items() if v is not None}, **kwargs)

@@ -37,6 +37,11 @@ Backends:
           pixels of its resized image, computed from --min-pixels/--max-pixels: set them to the
           server processor's limits (default: Qwen2.5-VL's published 3136 / 12845056).
 
+Line mode: --ref GOLDEN with targets as arguments, --targets DIR|GLOB|- or --watch DIR answers each
+target against one reference, prepared once, one JSON line per target on stdout. --ref-map picks the
+reference by the target's folder name (its category) for mixed lines; --ref then covers the other
+categories, and without it their targets are skipped with one line.
+
 A reference of another size than the target is resized to it (with a warning)."""
 
 
@@ -46,7 +51,9 @@ def predict_cmd(
     line: LineOptions,
     images: Annotated[
         list[Path] | None,
-        typer.Argument(help="REF TGT, or with --ref: the targets.", show_default=False, metavar="IMAGE"),
+        typer.Argument(
+            help="REF TGT, or with --ref/--ref-map: the targets.", show_default=False, metavar="IMAGE"
+        ),
     ] = None,
     pairs: Annotated[Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")] = None,
     out: Annotated[
@@ -65,7 +72,7 @@ def predict_cmd(
     from differad_cli.predict.run import check_overlay, human_line, predict_file, predict_one, write_overlay
 
     images = list(images or [])
-    if line.ref is not None or line.targets is not None or line.watch is not None:
+    if line.ref is not None or line.ref_map or line.targets is not None or line.watch is not None:
         from differad_cli.predict.line import run_line_mode
 
         run_line_mode(
@@ -107,6 +114,8 @@ COMMANDS = (
             "differad predict --pairs pairs.jsonl --out preds.jsonl --backend diff",
             "differad predict --ref golden.png line/*.png",
             "differad predict --ref golden.png --watch incoming/ > answers.jsonl",
+            "differad predict --ref-map bottle=ok/bottle.png --ref-map screw=ok/screw.png --targets line/",
+            "differad predict --ref-map refs.yaml --watch incoming/  # incoming/CATEGORY/*.png",
         ),
         help=HELP,
     ),

@@ -303,5 +303,32 @@ def load_pair_images(
             f"reference {Path(ref).name} is {r.shape[1]}x{r.shape[0]}, target {Path(tgt).name} is "
             f"{t.shape[1]}x{t.shape[0]}: reference resized to the target"
         )
-        r = cv2.resize(r, (t.shape[1], t.shape[0]), interpolation=cv2.INTER_AREA)
+        r = fit_reference(r, *t.shape[:2])
     return r, t
+
+
+def fit_reference(ref: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The reference at the target's size, resized the one way every backend resizes it (area)."""
+    if ref.shape[:2] == (height, width):
+        return ref
+    return cv2.resize(ref, (width, height), interpolation=cv2.INTER_AREA)
+
+
+class SizedReference:
+    """Line mode: one decoded reference, resized once per target size (one warning per size), the same
+    pixels :func:`load_pair_images` gives for each pair."""
+
+    def __init__(self, path: str | os.PathLike[str], image: np.ndarray | None = None) -> None:
+        self.path = Path(path)
+        self.image = load_rgb(path) if image is None else image
+        self._sized: dict[tuple[int, int], np.ndarray] = {}
+
+    def at(self, height: int, width: int) -> np.ndarray:
+        if (height, width) not in self._sized:
+            h, w = self.image.shape[:2]
+            if (h, w) != (height, width):
+                console.warn(
+                    f"reference {self.path.name} is {w}x{h}, targets of {width}x{height} get it resized"
+                )
+            self._sized[(height, width)] = fit_reference(self.image, height, width)
+        return self._sized[(height, width)]

@@ -26,7 +26,8 @@ def opt(
 
     ``flags``: the option's names when ``--field-name`` is not right (``("--lr", "--learning-rate")``,
     ``("--freeze-vision/--train-vision",)``, ``("--out", "-o")``); ``cli=False`` keeps a field out of the
-    CLI (recipe or API only). List-typed fields take a comma-separated value on the command line.
+    CLI (recipe or API only). List-typed fields take a comma-separated value on the command line, or one item
+    per occurrence of a repeatable option when the field's metadata has ``"repeat": True``.
     """
     metadata = {"help": help, "flags": flags, "cli": cli}
     if factory is not None:

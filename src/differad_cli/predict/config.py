@@ -113,7 +113,18 @@ class LineOptions:
     )
     watch: Path | None = field(
         default=None,
-        metadata={"help": "Line mode: answer each new, completely written image in DIR until Ctrl-C."},
+        metadata={
+            "help": "Line mode: answer each new, completely written image in DIR or below until Ctrl-C."
+        },
+    )
+    ref_map: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Line mode, mixed lines: CATEGORY=PATH (repeatable) or a YAML file of category: path; a "
+            "target's category is its folder's name. Other categories use --ref, or are skipped without it.",
+            "repeat": True,
+            "metavar": "CATEGORY=PATH|YAML",
+        },
     )
 
 

@@ -1,11 +1,12 @@
-"""Line mode: one golden reference, a stream of targets, one JSONL answer per target as soon as it is ready.
+"""Line mode: a golden reference, a stream of targets, one JSONL answer per target as soon as it is ready.
 
-The reference is checked before anything starts and prepared once per backend where the backend can
-(``with_reference``: the ``diff`` backend decodes it once and keeps its working-resolution copy and alignment
-image per target size); other backends keep their loaded model across targets. Targets come from the
-command line, a folder, a glob, stdin (``-``, one path per line) or a watched folder (``--watch``: each new,
-completely written image in arrival order, until interrupted). An unreadable target is skipped with one line;
-the stream never stops for it.
+Each reference is checked and decoded once before anything starts (:mod:`.refmap`: ``--ref``, or one per
+category with ``--ref-map``) and prepared once per backend (``with_reference``: ``diff`` keeps its
+working-resolution copy and alignment image per target size, ``hf`` the key/value cache of the prompt prefix,
+``openai`` the encoded image, sent first and byte-identical in every request). Targets come from the command
+line, a folder (recursive), a glob, stdin (``-``, one path per line) or a watched folder (``--watch``: each
+new, completely written image in it or its subfolders, in arrival order, until interrupted). An unreadable
+target, or one whose category has no reference, is skipped with one line; the stream never stops for it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import glob
 import itertools
 import json
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +29,7 @@ from differad_cli.core.io import IMAGE_SUFFIXES
 from differad_cli.core.records import Pair, Prediction
 from differad_cli.predict.backends import make_backend
 from differad_cli.predict.config import LineOptions, PredictOptions, resolve_backend
+from differad_cli.predict.refmap import References
 
 WATCH_POLL_S = 0.2
 WATCH_TRIES = 25  # polls a file may stay unreadable (still being written) before it is skipped
@@ -55,25 +58,35 @@ def _stat(p: Path) -> tuple[int, int] | None:
         st = p.stat()
     except FileNotFoundError:  # removed or renamed since the listing: not ours to answer
         return None
-    return st.st_size, st.st_mtime_ns
+    return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """Image names in ``folder`` and its subfolders (hidden ones skipped: temporary names of writers)."""
+    return [
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(x.startswith(".") for x in p.relative_to(folder).parts)
+    ]
 
 
 def watch_folder(folder: Path, poll_s: float = WATCH_POLL_S) -> Iterator[Path]:
-    """New image files of ``folder`` in arrival order, each once it is completely written: its size and
-    modification time unchanged over one poll and the image decodes; one that stays unreadable is skipped.
+    """New image files of ``folder`` and its subfolders in arrival order, each once it is completely
+    written: its size and modification time unchanged over one poll and the image decodes; one that stays
+    unreadable is skipped.
 
     The folder is checked and its present files noted now, when the command starts (not when the stream is
     first read, after the model has loaded): a file that arrives while the model loads is answered."""
     if not folder.is_dir():
         raise BadInput(f"--watch {folder}: not a folder")
-    seen = {p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    return _watch(folder, seen, poll_s)
+    return _watch(folder, set(_images_under(folder)), poll_s)
 
 
 def _watch(folder: Path, seen: set[Path], poll_s: float) -> Iterator[Path]:
     pending: dict[Path, tuple[tuple[int, int], int]] = {}
     while True:
-        listed = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p not in seen]
+        listed = [p for p in _images_under(folder) if p not in seen]
         stats = {p: sig for p in listed if (sig := _stat(p)) is not None}
         for p in sorted(stats, key=lambda p: (stats[p][1], p.name)):
             sig = stats[p]
@@ -97,30 +110,33 @@ def _watch(folder: Path, seen: set[Path], poll_s: float) -> Iterator[Path]:
         time.sleep(poll_s)
 
 
-def _answerer(opts: PredictOptions, ref: Path) -> Callable[[Pair], Prediction]:
-    backend = make_backend(opts)
+def _answerer(backend: Any, ref: Path, image: Any) -> Callable[[Pair], Prediction]:
     prepare = getattr(backend, "with_reference", None)
     if prepare is not None:
-        return prepare(ref)
+        return prepare(ref, image)
     return lambda pair: backend.predict([pair])[0]
 
 
 def run_line(
-    ref: Path, targets: Iterable[Path], opts: PredictOptions, *, emit: Callable[[dict[str, Any]], None]
+    refs: References, targets: Iterable[Path], opts: PredictOptions, *, emit: Callable[[dict[str, Any]], None]
 ) -> tuple[int, int]:
-    """Answer every target against ``ref``; ``emit`` gets each --json object as soon as it is ready.
+    """Answer every target against its reference; ``emit`` gets each --json object as soon as it is ready.
     Returns (answered, skipped)."""
     from differad_cli.predict.run import human_line, result_dict
 
-    try:
-        image_size(ref)
-        load_rgb(ref)
-    except ImageError as e:
-        raise BadInput(f"--ref {ref}: {e}") from None
     name = resolve_backend(opts)
-    answer = _answerer(opts, ref)
+    backend = make_backend(opts)
+    prepared = {key: _answerer(backend, path, image) for key, (path, image) in refs.images.items()}
+    answerers = {path: prepared[path.resolve()] for path in refs.by_category.values()}
+    if refs.default is not None:
+        answerers[refs.default] = prepared[refs.default.resolve()]
     done = skipped = 0
     for tgt in targets:
+        ref = refs.pick(Path(tgt))
+        if ref is None:
+            console.warn(f"skipping {tgt}: {refs.missing(Path(tgt))}")
+            skipped += 1
+            continue
         try:
             width, height = image_size(tgt)
         except (ImageError, BadInput) as e:
@@ -130,7 +146,7 @@ def run_line(
         pair = Pair(id=str(tgt), ref=ref, tgt=Path(tgt), box=ZERO_BOX, label=0, width=width, height=height)
         start = time.perf_counter()
         try:
-            pred = answer(pair)
+            pred = answerers[ref](pair)
         except ImageError as e:
             console.warn(f"skipping {tgt}: {e}")
             skipped += 1
@@ -149,17 +165,23 @@ def print_json_line(result: dict[str, Any]) -> None:
 
 
 def run_line_mode(opts: PredictOptions, line: LineOptions, targets: list[Path], *, batch_flags: bool) -> None:
-    """`predict --ref GOLDEN` with targets from the arguments, ``--targets`` and/or ``--watch``: JSONL answers
-    on stdout, a summary line on stderr."""
-    if line.ref is None:
-        raise BadInput("--targets and --watch need --ref GOLDEN (the reference for every target)")
+    """`predict --ref GOLDEN` / `--ref-map ...` with targets from the arguments, ``--targets`` and/or
+    ``--watch``: JSONL answers on stdout, a summary line on stderr."""
+    if line.ref is None and not line.ref_map:
+        raise BadInput(
+            "--targets and --watch need --ref GOLDEN or --ref-map CATEGORY=PATH (each target's reference)"
+        )
+    flag = "--ref" if line.ref is not None else "--ref-map"
     if batch_flags:
-        raise BadInput("--pairs, --out and --overlay do not apply to line mode (--ref): answers go to stdout")
+        raise BadInput(
+            f"--pairs, --out and --overlay do not apply to line mode ({flag}): answers go to stdout"
+        )
     if opts.num_processes > 1:
         raise BadInput("--num-processes applies to batch mode (--pairs); line mode answers in arrival order")
     if not targets and line.targets is None and line.watch is None:
-        raise BadInput("--ref needs targets: TARGET... arguments, --targets DIR|GLOB|-, or --watch DIR")
+        raise BadInput(f"{flag} needs targets: TARGET... arguments, --targets DIR|GLOB|-, or --watch DIR")
+    refs = References.load(line.ref, line.ref_map)  # every reference decoded once, before anything starts
     watched = watch_folder(line.watch) if line.watch is not None else iter(())  # snapshot the folder now
     stream = itertools.chain(targets_from(targets, line.targets), watched)
-    done, skipped = run_line(line.ref, stream, opts, emit=print_json_line)
+    done, skipped = run_line(refs, stream, opts, emit=print_json_line)
     console.info(f"line mode: {done} target(s) answered, {skipped} skipped")

@@ -29,16 +29,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from differad_cli.core import console
 from differad_cli.core.coords import check_family, smart_resize
 from differad_cli.core.errors import BadInput
-from differad_cli.core.images import encode_png
+from differad_cli.core.images import SizedReference, encode_png, load_rgb
 from differad_cli.core.records import Pair, Prediction
 from differad_cli.protocol.parsing import parse_prediction
 from differad_cli.protocol.prompts import build_messages
@@ -201,8 +202,11 @@ class OpenAIBackend:
         self.url = chat_url(cfg.endpoint)
         self.api_key = cfg.api_key or os.environ.get("OPENAI_API_KEY")
 
-    def _payload(self, ref: np.ndarray, tgt: np.ndarray) -> bytes:
-        urls = iter([data_url(ref), data_url(tgt)])
+    def _payload(self, ref_url: str, tgt_url: str) -> bytes:
+        """The request body. Everything before the target image is the same bytes for every target against
+        one reference (model, the message's start, the reference image's data URL), so servers with prefix
+        caching (vLLM) reuse the reference's work; the instruction follows the images, as in training."""
+        urls = iter([ref_url, tgt_url])
         messages = build_messages(self.cfg.template)
         for msg in messages:
             msg["content"] = [
@@ -275,15 +279,33 @@ class OpenAIBackend:
             return None
         return smart_resize(height, width, min_pixels=self.cfg.min_pixels, max_pixels=self.cfg.max_pixels)
 
-    def predict_arrays(self, pid: str, ref: np.ndarray, tgt: np.ndarray) -> Prediction:
+    def predict_arrays(
+        self, pid: str, ref: np.ndarray, tgt: np.ndarray, ref_url: str | None = None
+    ) -> Prediction:
+        """One answer; ``ref_url``: the reference already encoded (line mode encodes it once)."""
         height, width = tgt.shape[:2]
-        body = self._post(self._payload(ref, tgt))
+        body = self._post(self._payload(ref_url or data_url(ref), data_url(tgt)))
         content = completion_content(body)
         if content is None:
             console.warn(f"{pid}: the endpoint's reply is not a chat completion; recorded as invalid")
             return Prediction(pid, (0, 0, 0, 0), False, body[:MAX_TEXT].decode("utf-8", "replace"))
         box, valid = parse_prediction(content, self.cfg.family, width, height, self._resized(width, height))
         return Prediction(pid, box, valid, content)
+
+    def with_reference(self, ref: Path, image: np.ndarray | None = None) -> Callable[[Pair], Prediction]:
+        """Line mode: the reference decoded once and encoded once per target size (resized to it, as in
+        one-pair mode); every request then carries the same data URL string, byte for byte."""
+        reference = SizedReference(ref, image)
+        urls: dict[tuple[int, int], str] = {}
+
+        def answer(pair: Pair) -> Prediction:
+            tgt = load_rgb(pair.tgt)
+            size = (tgt.shape[0], tgt.shape[1])
+            if size not in urls:
+                urls[size] = data_url(reference.at(*size))
+            return self.predict_arrays(pair.id, reference.at(*size), tgt, ref_url=urls[size])
+
+        return answer
 
     def _indexed(self, pairs: list[Pair]) -> Iterator[tuple[int, Prediction]]:
         """(position, prediction) as each answer arrives. After a failure no new request starts, the answers

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from differad_cli.core import console
 from differad_cli.core.errors import BadInput
 from differad_cli.core.images import list_images, load_pair_images, load_rgb
@@ -61,10 +63,10 @@ class DiffBackend:
     def _answer(pid: str, res: DiffResult) -> Prediction:
         return Prediction(pid, res.box, True, res.explanation(), round(res.score, 4))
 
-    def with_reference(self, ref: Path) -> Callable[[Pair], Prediction]:
-        """Line mode: the reference decoded once and prepared once per target size (its working-resolution
-        copy and alignment image); each call then answers one target against it."""
-        source = load_rgb(ref)
+    def with_reference(self, ref: Path, image: np.ndarray | None = None) -> Callable[[Pair], Prediction]:
+        """Line mode: the reference decoded once (or given decoded, ``image``) and prepared once per target
+        size (its working-resolution copy and alignment image); each call then answers one target."""
+        source = load_rgb(ref) if image is None else image
         prepared: dict[tuple[int, int], WorkingReference] = {}
 
         def answer(pair: Pair) -> Prediction:
