@@ -21,7 +21,7 @@ from differad_cli.core.io import atomic_write
 
 PAIR_KEYS = (
     "id", "ref", "tgt", "mask", "box", "label", "width", "height",
-    "category", "subset", "refs", "description",
+    "category", "subset", "defect_type", "refs", "description",
 )  # fmt: skip
 PRED_KEYS = ("id", "box", "valid", "text", "score")
 MAX_REPORTED = 10
@@ -133,6 +133,7 @@ class Pair:
     subset: str | None = None
     refs: list[Path] | None = None
     description: str | None = None
+    defect_type: str | None = None  # the dataset's defect class of an anomalous target (folder or label)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -174,6 +175,9 @@ class Pair:
         if refs is not None and not isinstance(refs, list):
             raise RecordError(f"{where}: 'refs' must be a list of paths")
         desc = d.get("description")
+        defect = d.get("defect_type")
+        if defect is not None and (not isinstance(defect, str) or not defect):
+            raise RecordError(f"{where}: 'defect_type' must be a non-empty string or null")
         return cls(
             id=str(rid),
             ref=_resolve(d["ref"], root, "ref", where),
@@ -187,6 +191,7 @@ class Pair:
             subset=None if d.get("subset") is None else str(d["subset"]),
             refs=None if refs is None else [_resolve(r, root, "refs", where) for r in refs],
             description=None if desc is None else str(desc),
+            defect_type=defect,
             extra={k: v for k, v in d.items() if k not in PAIR_KEYS},
         )
 
@@ -205,6 +210,8 @@ class Pair:
         }
         if self.subset is not None:
             d["subset"] = self.subset
+        if self.defect_type is not None:
+            d["defect_type"] = self.defect_type
         if self.refs is not None:
             d["refs"] = [_relative(r, root) for r in self.refs]
         if self.description is not None:
