@@ -86,21 +86,36 @@ def _resolve(value: Any, root: Path, key: str, where: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
-def _relative(p: Path, root: Path | None) -> str:
+def _relative(p: Path, root: Path | None, memo: dict[str, str] | None = None) -> str:
     if root is None:
         return str(p)
     try:
-        return Path(os.path.relpath(p, root)).as_posix() if _under(p, root) else str(p)
+        return Path(os.path.relpath(p, root)).as_posix() if _under(p, root, memo) else str(p)
     except ValueError:
         return str(p)
 
 
-def _under(p: Path, root: Path) -> bool:
-    try:
-        p.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+def _real(p: Path, memo: dict[str, str] | None) -> str:
+    """``p`` with symlinks resolved; with ``memo`` a folder is resolved once per write (a 100k-record
+    manifest would otherwise resolve every path component of every path)."""
+    if memo is None:
+        return str(p.resolve())
+    s = os.path.abspath(p)
+    if os.path.islink(s):
+        return os.path.realpath(s)
+    head, tail = os.path.split(s)
+    if head not in memo:
+        memo[head] = os.path.realpath(head)
+    return os.path.join(memo[head], tail)
+
+
+def _under(p: Path, root: Path, memo: dict[str, str] | None = None) -> bool:
+    if memo is None:
+        top = str(root.resolve())
+    else:
+        top = memo.setdefault("", str(root.resolve()))  # the one root of this write
+    real = _real(p, memo)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
 def _box(value: Any, where: str, key: str = "box") -> IntBox:
@@ -195,13 +210,14 @@ class Pair:
             extra={k: v for k, v in d.items() if k not in PAIR_KEYS},
         )
 
-    def to_dict(self, root: Path | None = None) -> dict[str, Any]:
-        """The JSON object; paths under ``root`` (the manifest's folder) are written relative to it."""
+    def to_dict(self, root: Path | None = None, *, memo: dict[str, str] | None = None) -> dict[str, Any]:
+        """The JSON object; paths under ``root`` (the manifest's folder) are written relative to it
+        (``memo``: resolved folders shared by the records of one write, for one root)."""
         d: dict[str, Any] = {
             "id": self.id,
-            "ref": _relative(self.ref, root),
-            "tgt": _relative(self.tgt, root),
-            "mask": None if self.mask is None else _relative(self.mask, root),
+            "ref": _relative(self.ref, root, memo),
+            "tgt": _relative(self.tgt, root, memo),
+            "mask": None if self.mask is None else _relative(self.mask, root, memo),
             "box": list(self.box),
             "label": self.label,
             "width": self.width,
@@ -213,7 +229,7 @@ class Pair:
         if self.defect_type is not None:
             d["defect_type"] = self.defect_type
         if self.refs is not None:
-            d["refs"] = [_relative(r, root) for r in self.refs]
+            d["refs"] = [_relative(r, root, memo) for r in self.refs]
         if self.description is not None:
             d["description"] = self.description
         d.update(self.extra)
@@ -251,7 +267,8 @@ def read_pairs(path: str | os.PathLike[str], *, allow_empty: bool = False) -> li
 def write_pairs(path: str | os.PathLike[str], pairs: Iterable[Pair]) -> None:
     p = Path(path)
     root = p.resolve().parent
-    write_jsonl(p, (pair.to_dict(root) for pair in pairs))
+    memo: dict[str, str] = {}
+    write_jsonl(p, (pair.to_dict(root, memo=memo) for pair in pairs))
 
 
 def check_files(pairs: Iterable[Pair], *, open_images: bool = False) -> list[str]:
