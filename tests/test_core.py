@@ -242,3 +242,22 @@ def test_load_mask_ignores_compression_speckles_and_accepts_0_1_masks(tmp_path: 
     assert boxes.mask_box(load_mask(tmp_path / "m01.png")) == (5, 5, 10, 10)
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "empty.png")
     assert not load_mask(tmp_path / "empty.png").any()
+
+
+def test_write_pairs_relative_paths_match_the_per_path_resolution(tmp_path) -> None:
+    """write_pairs resolves each folder once; the result is what resolving every path gives: under the
+    manifest's folder relative, elsewhere (also through a symlink leaving it) absolute."""
+    from differad_cli.core.records import Pair, write_pairs
+
+    outside = tmp_path / "outside"
+    (outside / "imgs").mkdir(parents=True)
+    root = tmp_path / "root"
+    (root / "imgs").mkdir(parents=True)
+    (root / "link").symlink_to(outside / "imgs", target_is_directory=True)
+    (root / "file.png").symlink_to(outside / "imgs")
+    paths = [root / "imgs" / "a.png", outside / "imgs" / "b.png", root / "link" / "c.png", root / "file.png"]
+    pair = Pair("x", paths[0], paths[1], (0, 0, 0, 0), 0, 4, 4, refs=paths)
+    write_pairs(root / "pairs.jsonl", [pair])
+    rec = json.loads((root / "pairs.jsonl").read_text())
+    assert rec == pair.to_dict(root.resolve())  # the per-path (unmemoized) answer
+    assert rec["refs"] == ["imgs/a.png", *map(str, paths[1:])]

@@ -96,3 +96,32 @@ def test_prediction_boxes_follow_spec_rules() -> None:
     s = score(pairs, preds)["overall"]
     assert s["invalid"] == 1 and s["image_precision"] == 1.0
     assert s["miou_ano"] == pytest.approx(1.0)  # unclipped, "o" would score 100/5100
+
+
+def test_subset_mean_over_categories_and_defect_types_by_hand() -> None:
+    """Subsets that group whole categories get the mean over categories (the paper's "(Avg.)" rows)."""
+    pairs = [
+        _pair("x1", A_BOX, "X", "s1"),  # hit
+        _pair("x2", A_BOX, "X", "s1"),  # hit
+        _pair("x3", A_BOX, "X", "s1"),  # hit
+        _pair("y1", B_BOX, "Y", "s1"),  # miss
+        _pair("z1", ZERO, "Z", "s2"),  # normal, right
+    ]
+    for p, kind in zip(pairs, ("scratch", "scratch", "hole", "hole", None), strict=True):
+        p.defect_type = kind
+    preds = {p.id: Prediction(p.id, p.box, True) for p in pairs if p.id != "y1"}
+    m = score(pairs, preds)
+    means = m["per_subset_category_mean"]
+    assert means["s1"]["acc_0.3"] == pytest.approx((1.0 + 0.0) / 2)  # X 3/3, Y 0/1
+    assert m["per_subset"]["s1"]["acc_0.3"] == pytest.approx(3 / 4)  # pooled
+    assert means["s1"]["categories"] == 2 and means["s1"]["n"] == 4
+    assert means["s1"]["miou_nor"] is None and means["s2"]["miou_nor"] == 1.0  # no normal sample in s1
+    assert means["all"]["acc_0.3"] == pytest.approx((1.0 + 0.0 + 1.0) / 3) and means["all"]["categories"] == 3
+    types = m["per_defect_type"]
+    assert set(types) == {"scratch", "hole"}  # the normal sample joins no defect type
+    assert types["scratch"]["acc_0.3"] == 1.0 and types["hole"]["acc_0.3"] == 0.5 and types["hole"]["n"] == 2
+
+
+def test_no_subset_means_when_a_category_spans_subsets_and_no_defect_table_without_types() -> None:
+    m = score(PAIRS, PREDS)  # category A holds subset s1 only, B holds s2 and no subset
+    assert "per_subset_category_mean" not in m and "per_defect_type" not in m

@@ -11,7 +11,9 @@ from differad_cli.core.errors import BadInput
 from differad_cli.train.configs import build_configs, load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-MODEL_RECIPES = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelerate")
+MODEL_RECIPES = sorted(
+    p for p in RECIPES.glob("*/*.yaml") if p.parent.name not in ("accelerate", "benchmarks")
+)
 
 
 def test_recipe_set_is_complete() -> None:

@@ -25,7 +25,7 @@ HELP = (
 )
 
 
-@config_options(EvalConfig, PredictOptions)
+@config_options(EvalConfig, PredictOptions, exclude=("maps_out",))  # eval's --maps reads maps
 def eval_command(
     cfg: EvalConfig,
     opts: PredictOptions,

@@ -35,6 +35,15 @@ Layouts (ROOT is the dataset's own top folder as it unpacks; `auto` detects it a
   triplets   ROOT/ref/, ROOT/tgt/, ROOT/mask/ with matching names: ready-made pairs. No retrieval.
 
 --multi decides the box of a target with several defect regions: largest (default), union or drop.
+An anomalous target keeps its defect class (its folder under test/, or the dataset's label) as
+`defect_type`; eval breaks results down by it.
+
+--benchmark RECIPE builds one manifest from several datasets instead of --data: the YAML lists
+sources (path relative to --data-root, layout), the categories to take, their name in the benchmark
+and their subset. recipes/benchmarks/ad_dualdiff.yaml is the paper's AD-DualDiff (Table I); its
+comments say which sources need converting to the folder layout first, and how. A missing source
+folder or category is an error naming it; --skip-missing leaves it out with a warning.
+--strict turns what is otherwise skipped with a count into exit 2 (see the option).
 --split train pairs normal images with each other (training pairs); an image is never its own
 reference. Embeddings are cached next to the output (.differad-embed-*.npz, keyed by path, mtime
 and size), so re-runs only embed new or changed images."""
@@ -55,6 +64,8 @@ COMMANDS = (
             "differad pair --data mvtec_ad/ --layout mvtec --out pairs/mvtec_test.jsonl",
             "differad pair --data mvtec_ad/bottle --layout mvtec --split train --k 4 --out train_pairs.jsonl",
             "differad pair --data VisA_20220922/ --layout auto --k 4 --out visa.jsonl",
+            "differad pair --benchmark recipes/benchmarks/ad_dualdiff.yaml --data-root ~/datasets "
+            "--out ad_dualdiff.jsonl",
         ),
         help=HELP,
     ),

@@ -24,7 +24,9 @@ Backends:
   diff    (default without --model) training-free golden-template inspection: aligns the reference
           to the target (shift + rotation), matches brightness, takes a noise-tolerant difference and
           boxes the largest region above --threshold (0-255 intensity units; lower finds fainter
-          defects, higher gives fewer false alarms); smaller than --min-area (image fraction) = normal.
+          defects, higher gives fewer false alarms; auto: each pair's own, max(8, 3 x its noise));
+          smaller than --min-area (image fraction) = normal. --maps DIR (batch mode) also writes each
+          pair's anomaly map as DIR/<id>.npy (float32) for `differad eval --maps DIR`.
 
 
   hf      a local Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint or LoRA adapter folder (--model PATH);
@@ -72,6 +74,10 @@ def predict_cmd(
     from differad_cli.predict.run import check_overlay, human_line, predict_file, predict_one, write_overlay
 
     images = list(images or [])
+    if opts.maps_out is not None and pairs is None:
+        raise BadInput(
+            "--maps goes with batch mode (--pairs P.jsonl --out PRED.jsonl): maps are named by pair id"
+        )
     if line.ref is not None or line.ref_map or line.targets is not None or line.watch is not None:
         from differad_cli.predict.line import run_line_mode
 

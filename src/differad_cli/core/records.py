@@ -22,7 +22,7 @@ from differad_cli.core.io import atomic_write
 
 PAIR_KEYS = (
     "id", "ref", "tgt", "mask", "box", "label", "width", "height",
-    "category", "subset", "refs", "description",
+    "category", "subset", "defect_type", "refs", "description",
 )  # fmt: skip
 PRED_KEYS = ("id", "box", "valid", "text", "score")
 MAX_REPORTED = 10
@@ -119,21 +119,36 @@ def _resolve(value: Any, root: Path, key: str, where: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
-def _relative(p: Path, root: Path | None) -> str:
+def _relative(p: Path, root: Path | None, memo: dict[str, str] | None = None) -> str:
     if root is None:
         return str(p)
     try:
-        return Path(os.path.relpath(p, root)).as_posix() if _under(p, root) else str(p)
+        return Path(os.path.relpath(p, root)).as_posix() if _under(p, root, memo) else str(p)
     except ValueError:
         return str(p)
 
 
-def _under(p: Path, root: Path) -> bool:
-    try:
-        p.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+def _real(p: Path, memo: dict[str, str] | None) -> str:
+    """``p`` with symlinks resolved; with ``memo`` a folder is resolved once per write (a 100k-record
+    manifest would otherwise resolve every path component of every path)."""
+    if memo is None:
+        return str(p.resolve())
+    s = os.path.abspath(p)
+    if os.path.islink(s):
+        return os.path.realpath(s)
+    head, tail = os.path.split(s)
+    if head not in memo:
+        memo[head] = os.path.realpath(head)
+    return os.path.join(memo[head], tail)
+
+
+def _under(p: Path, root: Path, memo: dict[str, str] | None = None) -> bool:
+    if memo is None:
+        top = str(root.resolve())
+    else:
+        top = memo.setdefault("", str(root.resolve()))  # the one root of this write
+    real = _real(p, memo)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
 def _box(value: Any, where: str, key: str = "box") -> IntBox:
@@ -168,6 +183,7 @@ class Pair:
     subset: str | None = None
     refs: list[Path] | None = None
     description: str | None = None
+    defect_type: str | None = None  # the dataset's defect class of an anomalous target (folder or label)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -211,6 +227,9 @@ class Pair:
         if refs is not None and not isinstance(refs, list):
             raise RecordError(f"{where}: 'refs' must be a list of paths")
         desc = d.get("description")
+        defect = d.get("defect_type")
+        if defect is not None and (not isinstance(defect, str) or not defect):
+            raise RecordError(f"{where}: 'defect_type' must be a non-empty string or null")
         return cls(
             id=str(rid),
             ref=_resolve(d["ref"], root, "ref", where),
@@ -224,16 +243,18 @@ class Pair:
             subset=None if d.get("subset") is None else str(d["subset"]),
             refs=None if refs is None else [_resolve(r, root, "refs", where) for r in refs],
             description=None if desc is None else str(desc),
+            defect_type=defect,
             extra={k: v for k, v in d.items() if k not in PAIR_KEYS},
         )
 
-    def to_dict(self, root: Path | None = None) -> dict[str, Any]:
-        """The JSON object; paths under ``root`` (the manifest's folder) are written relative to it."""
+    def to_dict(self, root: Path | None = None, *, memo: dict[str, str] | None = None) -> dict[str, Any]:
+        """The JSON object; paths under ``root`` (the manifest's folder) are written relative to it
+        (``memo``: resolved folders shared by the records of one write, for one root)."""
         d: dict[str, Any] = {
             "id": self.id,
-            "ref": _relative(self.ref, root),
-            "tgt": _relative(self.tgt, root),
-            "mask": None if self.mask is None else _relative(self.mask, root),
+            "ref": _relative(self.ref, root, memo),
+            "tgt": _relative(self.tgt, root, memo),
+            "mask": None if self.mask is None else _relative(self.mask, root, memo),
             "box": list(self.box),
             "label": self.label,
             "width": self.width,
@@ -242,8 +263,10 @@ class Pair:
         }
         if self.subset is not None:
             d["subset"] = self.subset
+        if self.defect_type is not None:
+            d["defect_type"] = self.defect_type
         if self.refs is not None:
-            d["refs"] = [_relative(r, root) for r in self.refs]
+            d["refs"] = [_relative(r, root, memo) for r in self.refs]
         if self.description is not None:
             d["description"] = self.description
         d.update(self.extra)
@@ -281,7 +304,8 @@ def read_pairs(path: str | os.PathLike[str], *, allow_empty: bool = False) -> li
 def write_pairs(path: str | os.PathLike[str], pairs: Iterable[Pair]) -> None:
     p = Path(path)
     root = p.resolve().parent
-    write_jsonl(p, (pair.to_dict(root) for pair in pairs))
+    memo: dict[str, str] = {}
+    write_jsonl(p, (pair.to_dict(root, memo=memo) for pair in pairs))
 
 
 def check_files(pairs: Iterable[Pair], *, open_images: bool = False) -> list[str]:

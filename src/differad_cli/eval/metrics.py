@@ -136,14 +136,47 @@ def _groups(names: Iterable[str | None]) -> dict[str, np.ndarray]:
     return out
 
 
+def category_mean(blocks: list[dict]) -> dict:
+    """The unweighted mean over categories of their metric blocks (the paper's "(Avg.)" rows): ratios
+    averaged (a None, e.g. ``miou_nor`` of a category without normal samples, is left out), counts summed,
+    ``categories`` the number averaged."""
+    out: dict = {"categories": len(blocks)}
+    for key in blocks[0]:
+        values = [b[key] for b in blocks if b.get(key) is not None]
+        if key in COUNT_KEYS:
+            out[key] = int(sum(values))
+        else:
+            out[key] = float(np.mean(values)) if values else None
+    return out
+
+
+def _subset_means(s: SampleScores, pairs: list[Pair], iou_threshold: float) -> dict:
+    """Per subset (and over all), the mean over its categories; only where subsets group whole categories
+    (each category in one subset, as a benchmark recipe builds), else empty."""
+    subset_of: dict[str, set[str | None]] = {}
+    for p in pairs:
+        subset_of.setdefault(p.category, set()).add(p.subset)
+    if any(len(v) != 1 or None in v for v in subset_of.values()):
+        return {}
+    cats = _groups(p.category for p in pairs)
+    blocks = {c: aggregate(s, m, iou_threshold=iou_threshold) for c, m in cats.items()}
+    out = {
+        sub: category_mean([blocks[c] for c in sorted(cats) if subset_of[c] == {sub}])
+        for sub in sorted({next(iter(v)) for v in subset_of.values()})  # type: ignore[type-var]
+    }
+    out["all"] = category_mean([blocks[c] for c in sorted(cats)])
+    return out
+
+
 def score(pairs: list[Pair], preds: Mapping[str, Prediction], *, iou_threshold: float = 0.3) -> dict:
-    """Metrics overall, per category and per subset (pairs without a subset join no subset row)."""
+    """Metrics overall, per category and per subset (pairs without a subset join no subset row); where
+    records carry them, per defect type (anomalous samples only) and the per-subset mean over categories."""
     s = sample_scores(pairs, preds)
     return score_samples(s, pairs, iou_threshold=iou_threshold)
 
 
 def score_samples(s: SampleScores, pairs: list[Pair], *, iou_threshold: float = 0.3) -> dict:
-    return {
+    out = {
         "overall": aggregate(s, iou_threshold=iou_threshold),
         "per_category": {
             k: aggregate(s, m, iou_threshold=iou_threshold)
@@ -155,3 +188,12 @@ def score_samples(s: SampleScores, pairs: list[Pair], *, iou_threshold: float = 
         },
         "iou_threshold": iou_threshold,
     }
+    means = _subset_means(s, pairs, iou_threshold)
+    if means:
+        out["per_subset_category_mean"] = means
+    if any(p.defect_type for p in pairs):
+        out["per_defect_type"] = {
+            k: aggregate(s, m, iou_threshold=iou_threshold)
+            for k, m in _groups(p.defect_type if p.label == 1 else None for p in pairs).items()
+        }
+    return out

@@ -48,6 +48,12 @@ def _rows(metrics: dict) -> list[tuple[str, list[tuple[str, dict]]]]:
         out.append(("Per category", sorted(metrics["per_category"].items())))
     if metrics.get("per_subset"):
         out.append(("Per subset", sorted(metrics["per_subset"].items())))
+    if metrics.get("per_subset_category_mean"):
+        means = metrics["per_subset_category_mean"]
+        rows = [(k, v) for k, v in sorted(means.items()) if k != "all"] + [("all", means["all"])]
+        out.append(("Per subset, mean over its categories (the paper's Table V '(Avg.)' rows)", rows))
+    if metrics.get("per_defect_type"):
+        out.append(("Per defect type (anomalous samples)", sorted(metrics["per_defect_type"].items())))
     return out
 
 

@@ -51,6 +51,7 @@ def _sample_rows(pairs: list[Pair], s: SampleScores) -> Iterable[dict]:
             "id": pair.id,
             "category": pair.category,
             "subset": pair.subset,
+            "defect_type": pair.defect_type,
             "label": pair.label,
             "box": list(pair.box),
             "pred": [int(v) for v in s.pred_box[i]],

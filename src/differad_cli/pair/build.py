@@ -4,7 +4,9 @@ Each layout (``pair/layouts/``) reads one dataset as it unpacks and yields categ
 images and the targets, with their masks, annotated boxes, camera view or given reference. Here the
 references are retrieved (per category, and per camera view where the dataset has views; never the target
 itself), the defect regions become the record's one box under the ``--multi`` policy, and the records are
-written. The record keeps the region count as ``n_components``.
+written. The record keeps the region count as ``n_components`` and an anomalous target's defect class (its
+folder under test/, or the dataset's label) as ``defect_type``. With ``--benchmark`` the sources of a recipe
+(``pair/benchmark.py``) are read in turn into one manifest, each category renamed and given its subset.
 """
 
 from __future__ import annotations
@@ -20,12 +22,28 @@ from differad_cli.core.errors import BadInput
 from differad_cli.core.images import ImageError, image_size
 from differad_cli.core.io import check_out_path
 from differad_cli.core.records import Pair, write_pairs
+from differad_cli.pair.benchmark import Source, load_benchmark, missing_categories, present_sources
 from differad_cli.pair.config import LAYOUTS, MULTI, SPLITS, PairConfig
 from differad_cli.pair.layouts import LAYOUT_MODULES, detect, triplets
-from differad_cli.pair.layouts.base import Category, Target, record_id, target_box
+from differad_cli.pair.layouts.base import (
+    Category,
+    Target,
+    checking,
+    record_id,
+    strict,
+    target_box,
+    warn_list,
+)
 from differad_cli.pair.retrieval import EMBEDDERS, EmbeddingCache, get_embedder, topk_cosine
 
 # ---------------------------------------------------------------------------------------------- layouts
+
+
+def _skip(msg: str) -> None:
+    """Input left out: a warning, or under --strict bad input."""
+    if strict():
+        raise BadInput(f"--strict: {msg}")
+    console.warn(msg)
 
 
 def _check(cats: list[Category], layout: str, split: str, root: Path) -> None:
@@ -36,15 +54,13 @@ def _check(cats: list[Category], layout: str, split: str, root: Path) -> None:
     usable = []
     for c in cats:
         if not c.targets:
-            console.warn(f"category '{c.name}' has no {split} images; skipped")
+            _skip(f"category '{c.name}' has no {split} images; skipped")
         elif c.given_refs:
             usable.append(c)
         elif not c.pool:
-            console.warn(f"category '{c.name}' has no normal reference images; skipped")
+            _skip(f"category '{c.name}' has no normal reference images; skipped")
         elif c.self_ref and len(c.pool) < 2:
-            console.warn(
-                f"category '{c.name}' has a single normal image (cannot be its own reference); skipped"
-            )
+            _skip(f"category '{c.name}' has a single normal image (cannot be its own reference); skipped")
         else:
             usable.append(c)
     if not usable:
@@ -55,10 +71,13 @@ def _check(cats: list[Category], layout: str, split: str, root: Path) -> None:
     cats[:] = usable
 
 
-def _validate(cfg: PairConfig) -> Path:
-    root = Path(cfg.data)
-    if not root.is_dir():
-        raise BadInput(f"--data {root}: not a folder")
+def _validate(cfg: PairConfig) -> list[Source]:
+    if (cfg.data is None) == (cfg.benchmark is None):
+        raise BadInput("give either --data DIR (one dataset) or --benchmark RECIPE (several), not both")
+    if cfg.benchmark is None and (cfg.data_root is not None or cfg.skip_missing):
+        raise BadInput("--data-root and --skip-missing go with --benchmark")
+    if cfg.data is not None and not Path(cfg.data).is_dir():
+        raise BadInput(f"--data {cfg.data}: not a folder")
     check_out_path(cfg.out)  # before any work; an image path (an input, perhaps) is refused too
     for name, value, allowed in (
         ("layout", cfg.layout, LAYOUTS), ("split", cfg.split, SPLITS), ("multi", cfg.multi, MULTI),
@@ -70,15 +89,20 @@ def _validate(cfg: PairConfig) -> Path:
         raise BadInput("--k must be at least 1")
     if cfg.embedder == "clip" and cfg.clip_model is None:
         raise BadInput("--embedder clip needs --clip-model PATH (a local CLIP folder; nothing is downloaded)")
-    return root
+    if cfg.benchmark is None:
+        return [Source(Path(cfg.data), cfg.layout)]  # type: ignore[arg-type]
+    if cfg.data_root is not None and not Path(cfg.data_root).is_dir():
+        raise BadInput(f"--data-root {cfg.data_root}: not a folder")
+    return present_sources(load_benchmark(Path(cfg.benchmark), cfg.data_root), cfg.skip_missing)
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
 
 
-def _retrieve(c: Category, k: int, embed) -> list[tuple[list[Path], float | None]]:
+def _retrieve(c: Category, k: int, embed, unreadable: set[Path]) -> list[tuple[list[Path], float | None]]:
     """(references best first, best similarity) per target: the given reference, or the top-k of the pool
-    images of the target's own camera view (the whole pool without views), the target itself excluded."""
+    images of the target's own camera view (the whole pool without views), the target itself and unreadable
+    images (``embed`` adds them to ``unreadable``) excluded."""
     out: list[tuple[list[Path], float | None]] = [([], None)] * len(c.targets)
     groups: dict[str | None, list[int]] = defaultdict(list)
     for i, t in enumerate(c.targets):
@@ -92,9 +116,13 @@ def _retrieve(c: Category, k: int, embed) -> list[tuple[list[Path], float | None
     views = c.pool_views if c.pool_views is not None else [None] * len(c.pool)
     index = {p: j for j, p in enumerate(c.pool)}
     for view, members in groups.items():
-        cols = [j for j, v in enumerate(views) if c.pool_views is None or v == view]
+        cols = [
+            j
+            for j, v in enumerate(views)
+            if (c.pool_views is None or v == view) and c.pool[j] not in unreadable
+        ]
         if not cols:
-            console.warn(f"{c.name}: no normal image of view {view}; {len(members)} target(s) skipped")
+            _skip(f"{c.name}: no normal image of view {view}; {len(members)} target(s) skipped")
             continue
         local = {j: n for n, j in enumerate(cols)}
         targets = [c.targets[i].path for i in members]
@@ -112,45 +140,104 @@ def _retrieve(c: Category, k: int, embed) -> list[tuple[list[Path], float | None
 
 def build_pairs(cfg: PairConfig) -> list[Pair]:
     """Discover the layout's images, retrieve references, box the defects; raises BadInput on a mismatch."""
-    root = _validate(cfg)
-    layout = cfg.layout
-    if layout == "auto":
-        layout = detect(root)
-        console.info(f"layout: {layout} (detected)")
-    if layout == "triplets":
-        pairs = triplets.read(root, cfg.multi)
-        _summary(pairs, {}, Counter())
-        return pairs
-    cats = LAYOUT_MODULES[layout].read(root, cfg.split)
-    _check(cats, layout, cfg.split, root)
-    embedder = get_embedder(cfg.embedder, clip_model=cfg.clip_model)
-    cache = EmbeddingCache(Path(cfg.out).resolve().parent, embedder) if cfg.cache else None
+    sources = _validate(cfg)
+    state: dict = {}
+    unreadable: set[Path] = set()
+
+    def embed_now(paths: list[Path]) -> np.ndarray:
+        if not state:  # the embedder (and its cache) only when some source needs retrieval
+            state["embedder"] = get_embedder(cfg.embedder, clip_model=cfg.clip_model)
+            cache_dir = Path(cfg.out).resolve().parent
+            state["cache"] = EmbeddingCache(cache_dir, state["embedder"]) if cfg.cache else None
+        cache = state["cache"]
+        return cache.embed(paths) if cache is not None else state["embedder"].embed_paths(paths)
 
     def embed(paths: list[Path]) -> np.ndarray:
-        return cache.embed(paths) if cache is not None else embedder.embed_paths(paths)
+        """Vectors of ``paths``; an unreadable image gets a zero row and joins ``unreadable`` (one bad file
+        never aborts a long run), or under --strict is refused."""
+        try:
+            return embed_now(paths)
+        except ImageError:
+            rows = []
+            for p in paths:
+                try:
+                    rows.append(embed_now([p])[0])
+                except ImageError as e:
+                    if cfg.strict:
+                        raise BadInput(f"--strict: unreadable image: {e}") from None
+                    console.warn(str(e))
+                    unreadable.add(p)
+                    rows.append(np.zeros(state["embedder"].dim, dtype=np.float32))
+            return np.stack(rows).astype(np.float32)
 
     pairs: list[Pair] = []
     top1: dict[str, float] = {}
     skipped: Counter[str] = Counter()
+    with checking(cfg.strict) as checks:
+        for src in sources:
+            pairs += _source_pairs(src, cfg, embed, unreadable, top1, skipped)
+        warn_list("non-image file(s) in image folders ignored", sorted(map(str, checks.stray)))
+    if state.get("cache") is not None:
+        state["cache"].save()
+        console.debug(f"embedding cache: {state['cache'].hits} hit(s) in {state['cache'].path}")
+    dups = [i for i, n in Counter(p.id for p in pairs).items() if n > 1]
+    if dups:
+        raise BadInput(
+            f"{len(dups)} record id(s) built twice, e.g. {dups[0]}: give the categories distinct names"
+        )
+    _summary(pairs, top1, skipped)
+    return pairs
+
+
+def _source_pairs(
+    src: Source, cfg: PairConfig, embed, unreadable: set[Path], top1: dict[str, float], skipped: Counter
+) -> list[Pair]:
+    """The records of one dataset folder (one --data, or one source of a benchmark recipe)."""
+    root, layout = src.root, src.layout
+    if layout == "auto":
+        layout = detect(root)
+        console.info(f"layout: {layout} (detected)" + (f" for {root}" if src.categories else ""))
+    if layout == "triplets":
+        found = triplets.read(root, cfg.multi)
+        missing_categories(src, sorted({p.category for p in found}), cfg.skip_missing)
+        return [p for p in (_rename(src, p) for p in found) if p is not None]
+    cats = LAYOUT_MODULES[layout].read(root, cfg.split, src.categories)
+    if src.categories is not None:
+        missing_categories(src, [c.name for c in cats], cfg.skip_missing)
+    _check(cats, layout, cfg.split, root)
+    pairs: list[Pair] = []
     for c in cats:
-        found = _retrieve(c, cfg.k, embed)
-        sims = [s for _, s in found if s is not None]
-        if sims:
-            top1[c.name] = float(np.mean(sims))
+        found = _retrieve(c, cfg.k, embed, unreadable)
         cat_root = c.root or (root if root.name == c.name and len(cats) == 1 else root / c.name)
         rows = zip(c.targets, found, strict=True)
         for t, (refs, sim) in console.progress(rows, total=len(c.targets), desc=c.name, unit="pair"):
+            if t.path in unreadable:
+                skipped["unreadable"] += 1
+                continue
             if not refs:
                 skipped["no reference of the same view"] += 1
                 continue
             p = _record(c, t, refs, sim, cfg.multi, cat_root, skipped)
+            p = None if p is None else _rename(src, p)
             if p is not None:
                 pairs.append(p)
-    if cache is not None:
-        cache.save()
-        console.debug(f"embedding cache: {cache.hits} hit(s) in {cache.path}")
-    _summary(pairs, top1, skipped)
+        sims = [s for _, s in found if s is not None]
+        if sims:
+            top1[src.take(c.name).name] = float(np.mean(sims))  # type: ignore[union-attr]
     return pairs
+
+
+def _rename(src: Source, p: Pair) -> Pair | None:
+    """A benchmark's name and subset for the record (its id re-prefixed); unchanged without a recipe."""
+    if src.categories is None:
+        return p
+    take = src.take(p.category)
+    if take is None:
+        return None
+    if p.id.startswith(f"{p.category}/"):
+        p.id = f"{take.name}/{p.id[len(p.category) + 1 :]}"
+    p.category, p.subset = take.name, take.subset
+    return p
 
 
 def _record(
@@ -159,7 +246,9 @@ def _record(
     try:
         w, h = image_size(t.path)
         box, ncomp = target_box(t, w, h, c.name, multi)
-    except ImageError as e:  # one unreadable file never aborts a long run
+    except ImageError as e:  # one unreadable file never aborts a long run (unless --strict)
+        if strict():
+            raise BadInput(f"--strict: unreadable image: {e}") from None
         skipped["unreadable"] += 1
         console.warn(str(e))
         return None
@@ -167,7 +256,7 @@ def _record(
         skipped["several defects (--multi drop)"] += 1
         return None
     if t.anomalous and box == ZERO_BOX:
-        console.warn(f"{c.name}: mask of {t.path.name} is empty; recorded as normal")
+        _skip(f"{c.name}: mask of {t.path.name} is empty; recorded as normal")
     extra: dict = {"n_components": ncomp}
     if sim is not None:
         extra["ref_similarity"] = round(sim, 4)
@@ -177,6 +266,7 @@ def _record(
         id=record_id(c.name, cat_root, t.path),
         ref=refs[0], tgt=t.path, mask=t.mask, box=box, label=int(box != ZERO_BOX),
         width=w, height=h, category=c.name, subset=t.subset, refs=refs, extra=extra,
+        defect_type=t.subset if box != ZERO_BOX and t.subset not in (None, "good") else None,
     )  # fmt: skip
 
 

@@ -27,8 +27,30 @@ SPLITS = ("test", "train")
 class PairConfig:
     """Settings of one pairing run; every field is also a `differad pair` option."""
 
-    data: Path = field(metadata={"help": "Dataset root (a category folder or a folder of them)."})
     out: Path = field(metadata={"help": "Output pairs.jsonl (written atomically; paths relative to it)."})
+    data: Path | None = field(
+        default=None,
+        metadata={"help": "Dataset root (a category folder or a folder of them); or --benchmark."},
+    )
+    benchmark: Path | None = field(
+        default=None,
+        metadata={
+            "help": "A benchmark recipe (YAML: sources = path + layout, the categories to take and their "
+            "subset), e.g. recipes/benchmarks/ad_dualdiff.yaml: one manifest from several datasets."
+        },
+    )
+    data_root: Path | None = field(
+        default=None,
+        metadata={"help": "Folder the recipe's relative source paths start from (default: the current one)."},
+    )
+    skip_missing: bool = field(
+        default=False,
+        metadata={
+            "help": "With --benchmark: leave out (with a warning) source folders and categories that are "
+            "missing instead of refusing.",
+            "flags": ("--skip-missing",),
+        },
+    )
     layout: str = field(
         default="mvtec", metadata={"help": f"{' | '.join(LAYOUTS)} (see above; auto says which it found)."}
     )
@@ -45,6 +67,15 @@ class PairConfig:
         metadata={
             "help": "Targets with several defect regions: largest (box of the largest region), union "
             "(one box around all) or drop (leave the target out). n_components keeps the region count."
+        },
+    )
+    strict: bool = field(
+        default=False,
+        metadata={
+            "help": "Refuse (exit 2, naming the first) what is otherwise skipped with a count: files named "
+            "by a split file but missing, defect images without masks, masks without images, non-image files "
+            "in image folders, unreadable images, categories without references.",
+            "flags": ("--strict",),
         },
     )
     cache: bool = field(

@@ -28,8 +28,12 @@ class PredictOptions:
         default=None, metadata=_h("hf: checkpoint/adapter folder; openai: served model name.")
     )
     template: str = field(default="differad", metadata=_h("Prompt: differad | baseline | staged."))
-    threshold: float | None = field(
-        default=None, metadata=_h("diff: seed difference, 0-255 units [default: 16].")
+    threshold: str | None = field(
+        default=None,
+        metadata=_h(
+            "diff: seed difference, 0-255 units, or auto: each pair's own from its noise (MAD rule) "
+            "[default: 16]."
+        ),
     )
     min_area: float | None = field(
         default=None, metadata=_h("diff: smallest anomaly, image fraction [default: 0.0005].")
@@ -41,6 +45,13 @@ class PredictOptions:
     refs: Path | None = field(
         default=None,
         metadata=_h("diff: a folder of good images, extra references for every target (all, or --n-refs)."),
+    )
+    maps_out: Path | None = field(
+        default=None,
+        metadata=_h(
+            "diff, --pairs: also write each pair's anomaly map as DIR/<id>.npy (float32) for `eval --maps`.",
+            "--maps",
+        ),
     )
     batch_size: int = field(default=4, metadata=_h("hf: pairs per generate call."))
     max_new_tokens: int = field(default=256, metadata=_h("hf/openai: answer length."))
@@ -139,4 +150,6 @@ def resolve_backend(opts: PredictOptions) -> str:
     check_ranges(opts)
     if name == "openai" and not opts.endpoint:
         raise BadInput("--backend openai needs --endpoint URL (and --model NAME)")
+    if name != "diff" and opts.maps_out is not None:
+        raise BadInput(f"--maps writes the diff backend's anomaly maps; the {name} backend has none")
     return name

@@ -214,6 +214,10 @@ def predict_file(
         allow_stdout=True,
     )  # fmt: skip
     pairs = read_pairs(pairs_path) if pairs is None else pairs
+    if opts.maps_out is not None and shard is None:
+        from differad_cli.predict.backends.diff.maps import prepare_maps
+
+        prepare_maps(Path(opts.maps_out), (p.id for p in pairs), force=opts.force)
     if is_stdout(out) or is_special(out):
         return _stream(pairs, out, opts, chunk)
     if shard is None and opts.num_processes > 1:

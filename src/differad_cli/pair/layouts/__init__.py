@@ -1,6 +1,7 @@
 """One module per dataset layout; each exposes ``EXPECTED`` (the tree it reads, for error messages),
-``matches(root)`` (for ``--layout auto``) and ``read(root, split)``. A new layout is a new module here plus
-one entry in :data:`LAYOUT_MODULES`."""
+``matches(root)`` (for ``--layout auto``) and ``read(root, split, only=None)`` (``only``: just the categories
+of those names, for a benchmark recipe). A new layout is a new module here plus one entry in
+:data:`LAYOUT_MODULES`."""
 
 from __future__ import annotations
 

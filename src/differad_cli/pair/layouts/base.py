@@ -3,7 +3,10 @@ or annotated boxes) and the one multi-defect policy that turns them into the rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -11,9 +14,38 @@ import numpy as np
 
 from differad_cli.core import console
 from differad_cli.core.boxes import ZERO_BOX, IntBox
-from differad_cli.core.images import IMAGE_SUFFIXES, list_images, load_mask
+from differad_cli.core.errors import BadInput
+from differad_cli.core.images import IMAGE_SUFFIXES, load_mask
 
 MAX_LISTED = 10
+
+
+@dataclass
+class Checks:
+    """How one run treats input it cannot use: skipped with a count (default) or refused (``--strict``).
+    ``stray`` collects the non-image files met in the image folders the layouts scan."""
+
+    strict: bool = False
+    stray: set[Path] = field(default_factory=set)
+
+
+_CHECKS: ContextVar[Checks | None] = ContextVar("differad_pair_checks", default=None)
+
+
+@contextmanager
+def checking(strict: bool) -> Iterator[Checks]:
+    """The checks in force while layouts read (``warn_list`` and ``images_in`` consult them)."""
+    checks = Checks(strict)
+    token = _CHECKS.set(checks)
+    try:
+        yield checks
+    finally:
+        _CHECKS.reset(token)
+
+
+def strict() -> bool:
+    c = _CHECKS.get()
+    return c is not None and c.strict
 
 
 @dataclass
@@ -45,7 +77,19 @@ class Category:
 
 
 def images_in(folder: Path) -> list[Path]:
-    return list_images(folder) if folder.is_dir() else []
+    """Image files below ``folder`` (recursive, sorted, hidden files and folders skipped); any other file is
+    noted as stray for the run's summary (an error under ``--strict``)."""
+    if not folder.is_dir():
+        return []
+    images, other = [], []
+    for p in folder.rglob("*"):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts) or not p.is_file():
+            continue
+        (images if p.suffix.lower() in IMAGE_SUFFIXES else other).append(p)
+    checks = _CHECKS.get()
+    if checks is not None:
+        checks.stray.update(other)
+    return sorted(images)
 
 
 def mask_for(mask_dir: Path, rel: Path) -> Path | None:
@@ -59,20 +103,33 @@ def mask_for(mask_dir: Path, rel: Path) -> Path | None:
     return None
 
 
-def warn_list(what: str, items: list[str]) -> None:
+def warn_list(what: str, items: list[str], *, refuse_if_strict: bool = True) -> None:
+    """Warn about input left out, with a count and the first few; under ``--strict`` refuse it instead,
+    naming the first (``refuse_if_strict=False`` for what an option chose to leave out)."""
+    if items and refuse_if_strict and strict():
+        what = what.replace(", skipped", "").replace(" skipped", "").replace(" ignored", "")
+        raise BadInput(f"--strict: {len(items)} {what}; the first: {items[0]}")
     if items:
         shown = ", ".join(items[:MAX_LISTED])
         more = f" (and {len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
         console.warn(f"{len(items)} {what}: {shown}{more}")
 
 
-def category_dirs(root: Path, marker_sets: tuple[tuple[str, ...], ...]) -> list[Path]:
+def category_dirs(
+    root: Path, marker_sets: tuple[tuple[str, ...], ...], only: Collection[str] | None = None
+) -> list[Path]:
+    """The category folders of ``root`` (``root`` itself when it is one); ``only``: just those names."""
+
     def is_cat(d: Path) -> bool:
         return any(all((d / m).is_dir() for m in markers) for markers in marker_sets)
 
     if is_cat(root):
-        return [root]
-    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and is_cat(d))
+        return [root] if only is None or root.name in only else []
+    return sorted(
+        d
+        for d in root.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and (only is None or d.name in only) and is_cat(d)
+    )
 
 
 def unused_masks(mask_dir: Path, used: set[Path], cat: str) -> list[str]:

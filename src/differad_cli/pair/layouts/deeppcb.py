@@ -10,6 +10,7 @@ defects."""
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 from differad_cli.core import console
@@ -67,9 +68,9 @@ def _listed(data: Path, split: str) -> list[tuple[Path, Path]] | None:
     return out
 
 
-def read(root: Path, split: str) -> list[Category]:
+def read(root: Path, split: str, only: Collection[str] | None = None) -> list[Category]:
     data = _data(root)
-    if data is None:
+    if data is None or (only is not None and CATEGORY not in only):
         return []
     pairs = _listed(data, split)
     if pairs is None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from differad_cli.pair.layouts import base
@@ -18,9 +19,10 @@ def matches(root: Path) -> bool:
     return bool(base.category_dirs(root, (("normal", "test"),)))
 
 
-def read(root: Path, split: str) -> list[Category]:
+def read(root: Path, split: str, only: Collection[str] | None = None) -> list[Category]:
+    """The categories under ``root`` (``only``: just those names) for ``split``."""
     cats = []
-    for d in base.category_dirs(root, (("normal", "test"), ("normal",))):
+    for d in base.category_dirs(root, (("normal", "test"), ("normal",)), only):
         pool = base.images_in(d / "normal")
         if split == "train":
             cats.append(Category(d.name, pool, [Target(p, None, None, False) for p in pool], self_ref=True))

@@ -6,6 +6,7 @@ the targets. Masks are 0/255 but any non-zero pixel counts."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,8 @@ def matches(root: Path) -> bool:
     return (root / "train").is_dir() and any((root / "train").glob(f"*{GT}.png"))
 
 
-def read(root: Path, split: str) -> list[Category]:
-    if not matches(root):
+def read(root: Path, split: str, only: Collection[str] | None = None) -> list[Category]:
+    if not matches(root) or (only is not None and CATEGORY not in only):
         return []
     train, lost = _pairs(root / "train")
     pool = [p for p, gt in console.progress(train, desc="ksdd2 train masks", unit="mask") if not _defect(gt)]

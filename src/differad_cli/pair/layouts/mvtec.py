@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from differad_cli.pair.layouts import base
@@ -19,9 +20,10 @@ def matches(root: Path) -> bool:
     return bool(base.category_dirs(root, (("train/good", "test", "ground_truth"),)))
 
 
-def read(root: Path, split: str) -> list[Category]:
+def read(root: Path, split: str, only: Collection[str] | None = None) -> list[Category]:
+    """The categories under ``root`` (``only``: just those names) for ``split``."""
     cats = []
-    for d in base.category_dirs(root, (("train",), ("test",))):
+    for d in base.category_dirs(root, (("train",), ("test",)), only):
         pool = base.images_in(d / "train" / "good")
         if split == "train":
             cats.append(Category(d.name, pool, [Target(p, "good", None, False) for p in pool], self_ref=True))

@@ -6,6 +6,7 @@ counted and never become targets or references."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from differad_cli.core import console
@@ -30,9 +31,10 @@ def matches(root: Path) -> bool:
     return bool(category_dirs(root, (("test_public",),)))
 
 
-def read(root: Path, split: str) -> list[Category]:
+def read(root: Path, split: str, only: Collection[str] | None = None) -> list[Category]:
+    """The categories under ``root`` (``only``: just those names) for ``split``."""
     cats = []
-    for d in category_dirs(root, (("test_public",), ("train", "validation"))):
+    for d in category_dirs(root, (("test_public",), ("train", "validation")), only):
         pool = images_in(d / "train" / "good") + images_in(d / "validation" / "good")
         hidden = sum(
             len([p for p in (d / u).rglob("*") if p.is_file()]) for u in UNLABELLED if (d / u).is_dir()

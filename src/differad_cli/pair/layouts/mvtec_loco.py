@@ -7,6 +7,7 @@ level, not 255); they are unioned, and any non-zero pixel is anomalous."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from differad_cli.pair.layouts.base import Category, Target, category_dirs, images_in, warn_list
@@ -23,9 +24,10 @@ def matches(root: Path) -> bool:
     return bool(category_dirs(root, MARKERS[1:]))
 
 
-def read(root: Path, split: str) -> list[Category]:
+def read(root: Path, split: str, only: Collection[str] | None = None) -> list[Category]:
+    """The categories under ``root`` (``only``: just those names) for ``split``."""
     cats = []
-    for d in category_dirs(root, MARKERS):
+    for d in category_dirs(root, MARKERS, only):
         pool = images_in(d / "train" / "good") + images_in(d / "validation" / "good")
         if split == "train":
             cats.append(Category(d.name, pool, [Target(p, "good", None, False) for p in pool], self_ref=True))

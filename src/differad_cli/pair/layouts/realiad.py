@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 from differad_cli.core import console
@@ -60,7 +61,7 @@ def _load(path: Path) -> dict:
     return doc
 
 
-def read(root: Path, split: str) -> list[Category]:
+def read(root: Path, split: str, only: Collection[str] | None = None) -> list[Category]:
     folders = _folders(root)
     if folders is None:
         return []
@@ -69,7 +70,7 @@ def read(root: Path, split: str) -> list[Category]:
     cats = []
     for jf in sorted(jsons.glob("*.json")):
         cat_dir = images / jf.stem
-        if not cat_dir.is_dir():
+        if not cat_dir.is_dir() or (only is not None and jf.stem not in only):
             continue
         doc = _load(jf)
         normal = str(doc.get("meta", {}).get("normal_class", "OK"))
@@ -110,6 +111,7 @@ def read(root: Path, split: str) -> list[Category]:
                 continue
             targets.append(Target(p, kind, mask, True, view=view_of(p), nonzero=True))
         warn_list(f"file(s) named in {jf.name} missing, skipped", missing)
-        warn_list(f"defect image(s) without a mask skipped in {jf.stem}", no_mask)
+        # by design (the defect is out of that view's sight): never refused under --strict
+        warn_list(f"defect image(s) without a mask skipped in {jf.stem}", no_mask, refuse_if_strict=False)
         cats.append(Category(jf.stem, pool, targets, False, views, cat_dir))
     return cats

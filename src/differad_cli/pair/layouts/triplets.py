@@ -56,7 +56,7 @@ def read(root: Path, multi: str = "largest") -> list[Pair]:
             )
         )  # fmt: skip
     warn_list("target(s) without a matching reference skipped", no_ref)
-    warn_list("target(s) with several defects dropped (--multi drop)", dropped)
+    warn_list("target(s) with several defects dropped (--multi drop)", dropped, refuse_if_strict=False)
     warn_list("mask(s) without an image", unused_masks(mask_dir, used, cat))
     if not pairs:
         raise BadInput(f"no pairs found under {root}: expected {EXPECTED}")

@@ -8,6 +8,7 @@ of itself. Masks hold small non-zero values rather than 255, so any non-zero pix
 from __future__ import annotations
 
 import csv
+from collections.abc import Collection
 from pathlib import Path
 
 from differad_cli.core.errors import BadInput
@@ -35,8 +36,8 @@ def matches(root: Path) -> bool:
     return (top / SPLIT_CSV).is_file()
 
 
-def read(root: Path, split: str) -> list[Category]:
-    top, only = _top(root)
+def read(root: Path, split: str, only: Collection[str] | None = None) -> list[Category]:
+    top, single = _top(root)
     if not (top / SPLIT_CSV).is_file():
         return []
     with (top / SPLIT_CSV).open(newline="", encoding="utf-8") as f:
@@ -50,7 +51,7 @@ def read(root: Path, split: str) -> list[Category]:
     missing: list[str] = []
     for r in rows:
         cat = r["object"].strip()
-        if only is not None and cat != only:
+        if (single is not None and cat != single) or (only is not None and cat not in only):
             continue
         img = top / r["image"].strip()
         mask = top / r["mask"].strip() if r["mask"].strip() else None

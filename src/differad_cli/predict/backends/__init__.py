@@ -30,7 +30,9 @@ def make_backend(opts: PredictOptions) -> Backend:
     if name == "diff":
         from differad_cli.predict.backends.diff import DiffBackend
 
-        return DiffBackend(opts.threshold, opts.min_area, n_refs=opts.n_refs, refs_dir=opts.refs)
+        return DiffBackend(
+            opts.threshold, opts.min_area, n_refs=opts.n_refs, refs_dir=opts.refs, maps_dir=opts.maps_out
+        )
     if name == "openai":
         from differad_cli.predict.backends.openai import OpenAIBackend, OpenAIConfig
 

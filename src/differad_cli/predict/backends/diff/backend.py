@@ -13,18 +13,21 @@ from differad_cli.core.images import list_images, load_pair_images, load_rgb
 from differad_cli.core.records import Pair, Prediction
 from differad_cli.predict.backends.diff.config import DiffConfig, DiffResult
 from differad_cli.predict.backends.diff.localize import WorkingReference, localize, working_reference
+from differad_cli.predict.backends.diff.maps import write_map
 
 
 class DiffBackend:
-    """The ``diff`` backend: :func:`localize` on each pair's images."""
+    """The ``diff`` backend: :func:`localize` on each pair's images; with ``maps_dir`` each pair's anomaly
+    map is written there too (``maps.write_map``). ``threshold`` is a number or ``"auto"``."""
 
     def __init__(
         self,
-        threshold: float | None = None,
+        threshold: float | str | None = None,
         min_area: float | None = None,
         *,
         n_refs: int = 1,
         refs_dir: Path | None = None,
+        maps_dir: Path | None = None,
     ):
         cfg = DiffConfig()
         if n_refs < 1:
@@ -36,8 +39,16 @@ class DiffBackend:
                 raise BadInput(f"--refs {refs_dir}: no images there")
             self.shared = shared
             cfg.n_refs = 1 + len(shared) if n_refs == 1 else n_refs  # all of them unless --n-refs caps
-        if threshold is not None:
-            if threshold <= 0:
+        if threshold == "auto":
+            cfg.auto_threshold = True
+        elif threshold is not None:
+            try:
+                threshold = float(threshold)
+            except ValueError:
+                raise BadInput(
+                    f"--threshold must be a number (0-255 units) or auto, got {threshold!r}"
+                ) from None
+            if not threshold > 0:
                 raise BadInput("--threshold must be positive")
             cfg.threshold = threshold
         if min_area is not None:
@@ -45,6 +56,7 @@ class DiffBackend:
                 raise BadInput("--min-area must be a fraction in [0, 1)")
             cfg.min_area = min_area
         self.cfg = cfg
+        self.maps_dir = None if maps_dir is None else Path(maps_dir)
 
     def predict(self, pairs: list[Pair]) -> list[Prediction]:
         return [self._answer(p.id, self._one(p)) for p in pairs]
@@ -53,11 +65,16 @@ class DiffBackend:
         ref, tgt = load_pair_images(p.ref, p.tgt)
         candidates = dict.fromkeys([*(p.refs or []), *self.shared])
         extra = [q for q in candidates if q != p.ref][: self.cfg.n_refs - 1]
+        keep = self.maps_dir is not None
         if not extra:
-            return localize(ref, tgt, self.cfg)
-        h, w = tgt.shape[:2]
-        refs = [working_reference(im, h, w, self.cfg) for im in (ref, *(load_rgb(q) for q in extra))]
-        return localize(refs, tgt, self.cfg)
+            res = localize(ref, tgt, self.cfg, keep_map=keep)
+        else:
+            h, w = tgt.shape[:2]
+            refs = [working_reference(im, h, w, self.cfg) for im in (ref, *(load_rgb(q) for q in extra))]
+            res = localize(refs, tgt, self.cfg, keep_map=keep)
+        if self.maps_dir is not None and res.diff_map is not None:
+            write_map(self.maps_dir, p.id, res.diff_map)  # before the prediction is durable (resume)
+        return res
 
     @staticmethod
     def _answer(pid: str, res: DiffResult) -> Prediction:

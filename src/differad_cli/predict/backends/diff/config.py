@@ -40,6 +40,10 @@ class DiffConfig:
         default=1,
         metadata={"help": "References per target (the record's ref, then its refs): a variation model."},
     )
+    auto_threshold: bool = field(
+        default=False,
+        metadata={"help": "Pick each pair's seed threshold from its own difference statistics."},
+    )
     noise_k: float = field(
         default=3.0,
         metadata={"help": "Raise the threshold to this many times the pair's estimated noise (0: off)."},
