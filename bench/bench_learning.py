@@ -28,8 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes" / "learner_cpu"
-# the easy generator of the learning probes: no rotation or brightness jitter, larger and stronger defects
-SYNTH = {"size": 224, "threshold": 0.1, "beta_max": 0.3, "rotation": 0.0, "brightness": 0.0}
+SIZE = 224
 GOALS = {"valid": 0.98, "image_f1": 0.85, "acc": 0.5, "minutes": 20.0}
 T = "0.3"
 # (name, rewards, max_resample, difficulty_weighting): Table VIII varies the localization reward with the full
@@ -61,12 +60,14 @@ def _save(path: Path, value: Any) -> None:
 
 def make_data(work: Path, n_train: int, n_held: int, seed: int) -> tuple[Path, Path]:
     from differad_cli.synth import SynthConfig, synthesize
+    from differad_cli.synth.config import easy_settings
 
     out = []
     for name, n, s in (("train", n_train, seed), ("held", n_held, seed + 1)):
         folder = work / "data" / name
         done = (folder / "pairs.jsonl").exists()
-        synthesize(SynthConfig(out=folder, n=n, seed=s, workers=2, resume=done, **SYNTH))
+        cfg = SynthConfig(out=folder, n=n, size=SIZE, seed=s, workers=2, resume=done, **easy_settings(SIZE))
+        synthesize(cfg)
         out.append(folder / "pairs.jsonl")
     return out[0], out[1]
 
@@ -213,6 +214,29 @@ def _single(name: str, m: dict[str, Any], minutes: float | None = None) -> str:
     return f"| {name} | " + " | ".join([*cells, "-", "-", "-", last]) + " |"
 
 
+def _pool(a: argparse.Namespace, runs: list[tuple[str, int]]) -> None:
+    """Run the RL runs in ``a.jobs`` worker processes of one thread each (small models use a core better
+    that way than two threads on one run); each writes its result file, which the caller then reads."""
+    import subprocess
+
+    base = [sys.executable, __file__, "--work", str(a.work), "--family", a.family, "--seeds", str(a.seeds)]
+    base += ["--n-train", str(a.n_train), "--n-held", str(a.n_held), "--threads", "1"]
+    for flag, value in (("--cold-steps", a.cold_steps), ("--rl-steps", a.rl_steps)):
+        if value:
+            base += [flag, str(value)]
+    if a.no_ablations:
+        base.append("--no-ablations")
+    pending = list(runs)
+    active: list[tuple[subprocess.Popen, tuple[str, int]]] = []
+    while pending or active:
+        while pending and len(active) < max(1, a.jobs):
+            name, seed = pending.pop(0)
+            active.append((subprocess.Popen([*base, "--one", name, str(seed)]), (name, seed)))
+        proc, run = active.pop(0)
+        if proc.wait() != 0:
+            raise SystemExit(f"RL run {run} failed (exit {proc.returncode})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=ROOT / "bench_out" / "learning")
@@ -223,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cold-steps", type=int, default=None, help="Override the recipe's max_steps.")
     ap.add_argument("--rl-steps", type=int, default=None, help="Override the recipe's max_steps.")
     ap.add_argument("--no-ablations", action="store_true")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="Torch threads of the cold start.")
+    ap.add_argument("--jobs", type=int, default=2, help="RL runs side by side (one thread each).")
+    ap.add_argument("--one", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="A smoke run: few steps and pairs, one seed.")
     a = ap.parse_args(argv)
     if a.quick:
@@ -244,12 +270,17 @@ def main(argv: list[str] | None = None) -> int:
     if not (model / "config.json").exists():
         build_tiny_model(model, family=a.family, preset_name="learner", seed=0)
     data_s = time.perf_counter() - t0
-    base = constant_baselines(read_pairs(train), read_pairs(held))
-    diff = diff_metrics(held)
     cold = run_cold(work, train, held, model, a.cold_steps)
     cold_dir = work / "runs" / "cold"
     seeds = list(range(a.seeds))
     variants = [MAIN] + ([] if a.no_ablations else [*TABLE_VIII, *TABLE_IX])
+    if a.one:  # a worker of the pool below: one RL run
+        v = next(v for v in variants if v[0] == a.one[0])
+        run_rl(work, train, held, cold_dir, v, int(a.one[1]), a.rl_steps)
+        return 0
+    _pool(a, [(v[0], s) for v in variants for s in seeds])
+    base = constant_baselines(read_pairs(train), read_pairs(held))
+    diff = diff_metrics(held)
     rl: dict[str, list[dict[str, Any]]] = {}
     for v in variants:
         rl[v[0]] = [run_rl(work, train, held, cold_dir, v, s, a.rl_steps) for s in seeds]

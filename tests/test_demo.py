@@ -18,16 +18,18 @@ def test_demo_writes_everything_it_announces_and_resumes(tmp_path: Path) -> None
     p = result.paths
     for key in ("train_pairs", "test_pairs", "overlay", "predict_json", "summary"):
         assert p[key].is_file(), key
-    for key in ("cold", "rl", "tiny_model"):
+    for key in ("cold", "rl", "learner"):
         assert (p[key] / "config.json").is_file(), key
-    for run in ("eval_diff", "eval_tiny"):
+    assert json.loads((p["learner"] / "config.json").read_text())["text_config"]["hidden_size"] == 128
+    for run in ("eval_diff", "eval_cold", "eval_rl"):
         metrics = json.loads((p[run] / "metrics.json").read_text())
         assert metrics["overall"]["n"] == 4
-    assert set(result.metrics) == {"diff", "tiny-rl"}
+    assert list(result.metrics) == ["constant", "diff", "learner-cold", "learner-rl"]
+    assert result.metrics["constant"]["answer"] in ("always normal", "whole image", "median training box")
     text = describe(result)
-    assert str(p["overlay"]) in text and str(p["eval_tiny"]) in text
+    assert str(p["overlay"]) in text and str(p["eval_rl"]) in text and str(p["eval_cold"]) in text
     table = side_by_side(result.metrics)
-    assert table.splitlines()[0].split()[1:] == ["diff", "tiny-rl"]
+    assert table.splitlines()[0].split()[1:] == ["constant", "diff", "learner-cold", "learner-rl"]
 
     summary = json.loads(p["summary"].read_text())
     assert summary["metrics"] == result.metrics
@@ -46,3 +48,17 @@ def test_demo_refuses_too_small_sets(tmp_path: Path) -> None:
 
     with pytest.raises(BadInput, match="at least"):
         run_demo(DemoConfig(out=tmp_path / "d", n_train=2, n_test=1))
+
+
+def test_demo_trains_with_the_learner_recipes_settings() -> None:
+    """The demo's copy of recipes/learner_cpu/ (not installed with the package) agrees with it, except for
+    the number of steps and checkpointing."""
+    from differad_cli.demo import COLD_OPTIONS, RL_OPTIONS
+    from differad_cli.train.configs import load_recipe
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes" / "learner_cpu"
+    for options, name in ((COLD_OPTIONS, "cold.yaml"), (RL_OPTIONS, "grpo.yaml")):
+        recipe = load_recipe(recipes / name)
+        for key, value in options.items():
+            if key not in ("save_steps", "logging_steps"):
+                assert recipe.get(key) == value, (name, key, recipe.get(key), value)

@@ -150,3 +150,16 @@ class SynthSummary:
         d = asdict(self)
         d["manifest"] = str(self.manifest)
         return d
+
+
+def easy_settings(size: int) -> dict[str, float | int]:
+    """The easy generator the learner is trained and scored on (demo, bench_learning, recipes/learner_cpu):
+    strong, mid-sized defects (threshold 0.3, the smallest kept ~3% of the image, about two image tokens of
+    the learner), no rotation or brightness jitter. SynthConfig keyword arguments."""
+    return {
+        "threshold": 0.3,
+        "min_area": max(16, round(0.03 * size * size)),
+        "beta_max": 0.3,
+        "rotation": 0.0,
+        "brightness": 0.0,
+    }
