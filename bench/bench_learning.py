@@ -226,6 +226,8 @@ def _pool(a: argparse.Namespace, runs: list[tuple[str, int]]) -> None:
             base += [flag, str(value)]
     if a.no_ablations:
         base.append("--no-ablations")
+    if a.ablation_seeds is not None:
+        base += ["--ablation-seeds", str(a.ablation_seeds)]
     pending = list(runs)
     active: list[tuple[subprocess.Popen, tuple[str, int]]] = []
     while pending or active:
@@ -247,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cold-steps", type=int, default=None, help="Override the recipe's max_steps.")
     ap.add_argument("--rl-steps", type=int, default=None, help="Override the recipe's max_steps.")
     ap.add_argument("--no-ablations", action="store_true")
+    ap.add_argument(
+        "--ablation-seeds", type=int, default=None, help="Seeds of the ablation runs (default: --seeds)."
+    )
     ap.add_argument("--threads", type=int, default=2, help="Torch threads of the cold start.")
     ap.add_argument("--jobs", type=int, default=2, help="RL runs side by side (one thread each).")
     ap.add_argument("--one", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
@@ -278,12 +283,17 @@ def main(argv: list[str] | None = None) -> int:
         v = next(v for v in variants if v[0] == a.one[0])
         run_rl(work, train, held, cold_dir, v, int(a.one[1]), a.rl_steps)
         return 0
-    _pool(a, [(v[0], s) for v in variants for s in seeds])
+    ab_seeds = seeds if a.ablation_seeds is None else list(range(a.ablation_seeds))
+
+    def seeds_of(v: tuple) -> list[int]:
+        return seeds if v is MAIN else ab_seeds
+
+    _pool(a, [(v[0], s) for v in variants for s in seeds_of(v)])
     base = constant_baselines(read_pairs(train), read_pairs(held))
     diff = diff_metrics(held)
     rl: dict[str, list[dict[str, Any]]] = {}
     for v in variants:
-        rl[v[0]] = [run_rl(work, train, held, cold_dir, v, s, a.rl_steps) for s in seeds]
+        rl[v[0]] = [run_rl(work, train, held, cold_dir, v, s, a.rl_steps) for s in seeds_of(v)]
 
     print(f"# bench_learning ({a.family} learner, {a.n_train} training / {a.n_held} held-out pairs, "
           f"{a.threads} threads; data + model {data_s:.0f} s)\n")  # fmt: skip
@@ -297,11 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     print(_single("learner, cold start", cold["metrics"], cold_min))
     print(_row(f"learner, cold + GRPO ({MAIN[0]})", rl[MAIN[0]]))
     if not a.no_ablations:
-        print(f"\n## Table VIII in miniature (GRPO from the same cold start, {a.seeds} seeds)\n")
+        n_ab = len(ab_seeds)
+        seeds_note = f"{n_ab} seeds; the last row {a.seeds}"
+        print(f"\n## Table VIII in miniature (GRPO from the same cold start; {seeds_note})\n")
         print(HEAD)
         for v in (*TABLE_VIII, MAIN):
             print(_row(v[0], rl[v[0]]))
-        print(f"\n## Table IX in miniature (DCLR; resampling / difficulty weighting, {a.seeds} seeds)\n")
+        print(f"\n## Table IX in miniature (DCLR; resampling / difficulty weighting; {seeds_note})\n")
         print(HEAD)
         for v in (*TABLE_IX, MAIN):
             print(_row(v[0], rl[v[0]]))
