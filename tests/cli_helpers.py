@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +34,23 @@ def pattern(kind: str, seed: int = 0, size: int = 32):
     }[kind].astype(np.float32)
     img = np.stack([base, base * 0.8, base * 0.6], axis=2) + rng.normal(0, 6, (size, size, 3))
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def build_tiny_clip(out: Path) -> Path:
+    """A tiny randomly initialized CLIP folder (model + image processor, seed 0) for the `clip` embedder."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config={"vocab_size": 64, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 16},
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=8,
+    )  # fmt: skip
+    CLIPModel(cfg).save_pretrained(out)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        out
+    )
+    return out

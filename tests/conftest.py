@@ -34,3 +34,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "model"
     build_tiny_model(out, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def readme_walkthrough(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """The README walkthrough run as written through the real CLI (one process per command) in a fresh
+    folder that sees the repository's recipes/: the folder and each command's CompletedProcess. Shared by the
+    walkthrough's checks and the README examples that continue from its files."""
+    from readme_helpers import REPO, differad, walkthrough
+
+    root = tmp_path_factory.mktemp("walkthrough")
+    (root / "recipes").symlink_to(REPO / "recipes")
+    return root, [differad(args, root) for args in walkthrough()]

@@ -8,10 +8,6 @@ predict REF TGT --json --overlay. Each stage reads only what the previous one wr
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +16,10 @@ import pytest
 from differad_cli.core.boxes import mask_box
 from differad_cli.core.images import load_mask, load_rgb
 from differad_cli.core.records import PRED_KEYS, check_files, read_pairs, read_predictions
+from readme_helpers import walkthrough
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 METRIC_KEYS = {
     "n", "n_ano", "n_nor", "acc_0.3", "f1_0.3", "miou", "miou_ano", "miou_nor",
     "image_precision", "image_recall", "image_f1", "invalid",
@@ -31,25 +27,6 @@ METRIC_KEYS = {
 STAGES = [
     "synth", "synth", "tiny-model", "train-cold", "train-rl", "predict", "eval", "eval", "predict", "compare",
 ]  # fmt: skip
-
-
-def walkthrough() -> list[list[str]]:
-    """The `differad ...` commands of the README block between the walkthrough markers."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    block = text.split("<!-- walkthrough:start -->")[1].split("<!-- walkthrough:end -->")[0]
-    code = block.split("```bash")[1].split("```")[0].replace("\\\n", " ")
-    return [shlex.split(line)[1:] for line in code.splitlines() if line.strip().startswith("differad ")]
-
-
-def differad(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "differad_cli", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, f"differad {shlex.join(args)} failed:\n{proc.stderr[-3000:]}"
-    assert "Traceback" not in proc.stderr
-    return proc
 
 
 def check_manifest(path: Path, n: int) -> list:
@@ -77,11 +54,9 @@ def check_run(run: Path) -> None:
     assert max(entry["step"] for entry in log) == steps
 
 
-def test_readme_walkthrough_through_the_cli(tmp_path: Path) -> None:
-    commands = walkthrough()
-    assert [c[0] for c in commands] == STAGES, "the README walkthrough lost or reordered a stage"
-    (tmp_path / "recipes").symlink_to(REPO / "recipes")
-    outputs = [differad(args, tmp_path) for args in commands]
+def test_readme_walkthrough_through_the_cli(readme_walkthrough: tuple[Path, list]) -> None:
+    assert [c[0] for c in walkthrough()] == STAGES, "the README walkthrough lost or reordered a stage"
+    tmp_path, outputs = readme_walkthrough  # run by the session fixture (conftest.py), as written
 
     train = check_manifest(tmp_path / "data/train/pairs.jsonl", 64)
     test = check_manifest(tmp_path / "data/test/pairs.jsonl", 16)

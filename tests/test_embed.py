@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import build_tiny_clip
 from differad_cli.core.images import save_png
 from differad_cli.pair.retrieval import PIXEL_DIM, pixel_embedding, topk_cosine, topk_naive
 
@@ -57,23 +58,7 @@ def test_topk_exclude_never_returns_self() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
-
-    torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config={"vocab_size": 64, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 16},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-        projection_dim=8,
-    )  # fmt: skip
-    out = tmp_path_factory.mktemp("clip") / "clip"
-    CLIPModel(cfg).save_pretrained(out)
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        out
-    )
-    return out
+    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")
 
 
 def test_clip_embedder_on_tiny_random_clip(tiny_clip: Path, tmp_path: Path) -> None:
