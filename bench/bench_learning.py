@@ -75,27 +75,30 @@ def make_data(work: Path, n_train: int, n_held: int, seed: int) -> tuple[Path, P
 def evaluate(model: Path, held: Path, tag: str, work: Path) -> dict[str, Any]:
     """Greedy answers of ``model`` on the held-out pairs, scored with eval's metrics (cached by tag)."""
     from differad_cli.core.records import read_pairs, write_predictions
-    from differad_cli.eval.metrics import score
     from differad_cli.predict.backends.hf import HFBackend
 
     pairs = read_pairs(held)
     t0 = time.perf_counter()
     preds = HFBackend.from_path(model, max_new_tokens=48, batch_size=16).predict(pairs)
     write_predictions(work / "predictions" / f"{tag}.jsonl", preds)
-    metrics = score(pairs, {p.id: p for p in preds})["overall"]
-    metrics["valid"] = 1.0 - metrics["invalid"] / max(1, metrics["n"])
+    metrics = _overall(pairs, preds)
     metrics["eval_s"] = time.perf_counter() - t0
     return metrics
 
 
 def diff_metrics(held: Path) -> dict[str, Any]:
     from differad_cli.core.records import read_pairs
-    from differad_cli.eval.metrics import score
     from differad_cli.predict.backends import make_backend
     from differad_cli.predict.config import PredictOptions
 
     pairs = read_pairs(held)
-    preds = make_backend(PredictOptions(backend="diff")).predict(pairs)
+    return _overall(pairs, make_backend(PredictOptions(backend="diff")).predict(pairs))
+
+
+def _overall(pairs: list, preds: list) -> dict[str, Any]:
+    """eval's overall metrics block plus the share of valid answers."""
+    from differad_cli.eval.metrics import score
+
     m = score(pairs, {p.id: p for p in preds})["overall"]
     m["valid"] = 1.0 - m["invalid"] / max(1, m["n"])
     return m

@@ -13,8 +13,6 @@ from differad_cli.core.coords import format_box
 from differad_cli.core.records import Pair
 from differad_cli.train.configs import ColdConfig
 
-THINKS = ("description", "short", "empty")
-
 
 def target_text(
     pair: Pair,
