@@ -100,3 +100,25 @@ def test_cli_tiny_model(tmp_path: Path) -> None:
     assert (tmp_path / "m" / "model.safetensors").is_file()
     res = CliRunner().invoke(app, ["tiny-model", "--help"])
     assert "differad tiny-model" in res.output
+
+
+def test_position_code_gives_each_cell_its_own_code(tmp_path: Path) -> None:
+    """The Fourier code (bench/sweep_learning.py's q3p models): RMS as asked, every grid cell far from every
+    other, written into Qwen3-VL's position table; Qwen2-VL (no table) is left as built."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from differad_cli.models.tiny import build_tiny_model, fourier_position_code
+
+    code = fourier_position_code(16, 64)
+    assert code.shape == (256, 64)
+    assert torch.isclose(code.pow(2).mean().sqrt(), torch.tensor(1.0), atol=1e-5)
+    dist = torch.cdist(code, code) + torch.eye(256) * 1e9
+    assert dist.min() > 1.0  # rows and columns both told apart
+
+    folder = build_tiny_model(tmp_path / "q3", family="qwen3_vl", position_code=2.0)
+    table = AutoModelForImageTextToText.from_pretrained(folder).model.visual.pos_embed.weight
+    side = int(table.shape[0] ** 0.5)
+    assert torch.allclose(table, fourier_position_code(side, table.shape[1]) * 2.0, atol=1e-6)
+    plain = build_tiny_model(tmp_path / "q3plain", family="qwen3_vl")
+    assert AutoModelForImageTextToText.from_pretrained(plain).model.visual.pos_embed.weight.std() < 0.1

@@ -41,6 +41,7 @@ class Preset:
     tie_word_embeddings: bool
     vocab_size: int | None = None  # None: the tokenizer's size (tiny); real checkpoints keep 151936 rows
     published_params: int | None = None  # the published checkpoint's parameter count (real presets)
+    position_code: float = 0.0  # > 0: the vision tower's position table set to a 2D Fourier code of this RMS
 
     @property
     def image_mean(self) -> tuple[float, ...]:

@@ -196,6 +196,41 @@ class TinyModelOptions:
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
 
 
+def fourier_position_code(side: int, dim: int) -> Any:
+    """A ``side`` x ``side`` grid of ``dim``-wide codes: half the channels a DCT-like cos/sin basis of the
+    row, half of the column, each with RMS 1, so every grid cell has its own, linearly readable code."""
+    import torch
+
+    half = dim // 2
+    k = torch.arange(1, half // 2 + 1, dtype=torch.float64)
+    pos = torch.arange(side, dtype=torch.float64)
+    angle = torch.pi * (2 * pos[:, None] + 1) * k[None, :] / (2 * side)
+    axis = torch.cat([angle.cos(), angle.sin()], dim=1) * 2**0.5  # (side, half), RMS 1
+    axis = torch.nn.functional.pad(axis, (0, half - axis.shape[1]))
+    rows = axis[:, None, :].expand(side, side, half)
+    cols = axis[None, :, :].expand(side, side, half)
+    code = torch.cat([rows, cols], dim=2).reshape(side * side, 2 * half)
+    return torch.nn.functional.pad(code, (0, dim - code.shape[1])).float()
+
+
+def set_position_code(model: Any, rms: float) -> None:
+    """Give the vision tower's absolute position embeddings (Qwen3-VL's ``pos_embed``, bilinearly resampled to
+    each image's patch grid) a Fourier code at ``rms``. Randomly initialized they have RMS 0.02 beside patch
+    features of ~0.8: positions are all but invisible, and a frozen tower never learns them. With the code the
+    image tokens say where they are; in a GPU sweep (docs/learning.md) that did not make the learner
+    localize sooner, so no preset sets it (``bench/sweep_learning.py`` compares). Families without a table
+    are left as built."""
+    import torch
+
+    for module in model.modules():
+        table = getattr(module, "pos_embed", None)
+        if isinstance(table, torch.nn.Embedding) and hasattr(module, "num_grid_per_side"):
+            side = module.num_grid_per_side
+            code = fourier_position_code(side, table.weight.shape[1]) * rms
+            with torch.no_grad():
+                table.weight.copy_(code.to(table.weight.dtype))
+
+
 def build_tiny_model(
     out_dir: str | os.PathLike[str],
     *,
@@ -204,12 +239,13 @@ def build_tiny_model(
     preset_name: str = "tiny",
     dtype: str | None = None,
     device: str = "cpu",
+    position_code: float | None = None,
 ) -> Path:
     """Write a random checkpoint of ``family`` at ``preset_name`` size (model, tokenizer, processor) to
     ``out_dir`` and return its path. ``dtype`` (fp32 | bf16) is what is saved: fp32 for tiny, bf16 for real
     unless given; ``device`` is where the random initialization runs (real size initializes much faster on a
-    GPU). The folder is built under a temporary name and renamed into place, so an interrupted build leaves
-    nothing.
+    GPU); ``position_code`` overrides the preset's (``set_position_code``). The folder is built under a
+    temporary name and renamed into place, so an interrupted build leaves nothing.
     """
     from differad_cli.models.load import image_only_processor_class, quiet_accelerator_probe
 
@@ -240,6 +276,9 @@ def build_tiny_model(
         model = model_cls._from_config(
             model_config(family, spec, tok), dtype=getattr(torch, SAVE_DTYPES[dtype])
         ).eval()
+    code_rms = spec.position_code if position_code is None else position_code
+    if code_rms > 0:
+        set_position_code(model, code_rms)
     gen = model.generation_config
     gen.bos_token_id = ids["<|endoftext|>"]
     gen.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
