@@ -11,11 +11,16 @@ like a real line on a bad day and scores every variant on the same pairs in the 
 - a 10-30% linear lighting ramp across the target in a random direction;
 - sensor noise sigma 4 on both images, then JPEG re-compression at quality 70-90 (each image on its own).
 
+``--photos skimage`` builds every set from real photographs instead (the CC0 / public-domain images that ship
+inside scikit-image, 4 seeded crops each; or ``--photos DIR``).
+``--calibrate 0.05`` adds the defaults with the threshold calibrated on good parts of the same line
+(``--n-calibrate`` of them, another seed) for that false-alarm rate.
 ``--condition`` applies one perturbation alone (geometry, light, noise, jpeg, contrast) to see which one
 hurts. Speed is per 800x800 pair (decode included) on one pinned core, for every variant.
 
     python bench/bench_diff_robust.py [--n 120] [--size 256] [--seed 4242] [--condition all] [--n-speed 8]
-        [--variants today,...] [--k-refs 1,3,8]
+        [--variants today,...] [--k-refs 1,3,8] [--calibrate 0.01,0.05] [--n-calibrate 60]
+        [--photos skimage|DIR] [--crops 4]
 """
 
 from __future__ import annotations
@@ -98,10 +103,62 @@ def perturb(ref, tgt, mask, rng: np.random.Generator, final: int, conds: set[str
     return out[0], out[1], crop
 
 
-def build_set(root: Path, n: int, size: int, seed: int, conds: set[str], k: int = 1) -> list:
+# Real photographs that ship inside scikit-image (skimage/data), each CC0 or public domain by its docstring in
+# skimage.data: camera, astronaut, brick, grass, gravel, text, cell, chelsea, coffee, Hubble deep field,
+# retina, rocket, clock.
+PHOTOS = (
+    "camera.png", "astronaut.png", "brick.png", "grass.png", "gravel.png", "text.png", "cell.png",
+    "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "retina.jpg", "rocket.jpg", "clock_motion.png",
+)  # fmt: skip
+
+
+def export_photos(out: Path, source: str, crops: int, seed: int) -> Path:
+    """``crops`` seeded square crops (60% of the shorter side) of every photo, as RGB PNGs in ``out``: the
+    defect-free images the hard set is synthesized from. ``source``: ``skimage`` or a folder of photos."""
+    from PIL import Image
+
+    if source == "skimage":
+        try:
+            import importlib.resources
+
+            data = importlib.resources.files("skimage") / "data"
+        except ModuleNotFoundError:
+            raise SystemExit("--photos skimage needs scikit-image: pip install scikit-image") from None
+        files = [data / name for name in PHOTOS]
+    else:
+        from differad_cli.core.images import list_images
+
+        files = list_images(source)
+        if not files:
+            raise SystemExit(f"--photos {source}: no images there")
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for f in files:
+        with f.open("rb") as fh:
+            img = np.asarray(Image.open(fh).convert("RGB"))
+        h, w = img.shape[:2]
+        side = int(0.6 * min(h, w))
+        for j in range(crops):
+            y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+            Image.fromarray(img[y : y + side, x : x + side]).save(out / f"{Path(f.name).stem}_{j}.png")
+    return out
+
+
+def build_set(
+    root: Path,
+    n: int,
+    size: int,
+    seed: int,
+    conds: set[str],
+    k: int = 1,
+    normal_only: bool = False,
+    photos: Path | None = None,
+) -> list:
     """Synthesize at 1.25x, perturb, crop, write a manifest; drops defects the crop cut below half.
     ``k`` > 1 adds k-1 more views of the good reference (own camera pose, noise, JPEG) as the records'
-    ``refs``: the good samples a variation model learns from."""
+    ``refs``: the good samples a variation model learns from. ``normal_only``: every target is a view of
+    the good part (the good parts a line calibrates ``--calibrate`` on). ``photos``: synthesize from these
+    defect-free images (``export_photos``) instead of synth's procedural surfaces."""
     from differad_cli.core.images import load_mask, load_rgb, save_png
     from differad_cli.core.records import Pair, read_pairs, write_pairs
     from differad_cli.synth.config import SynthConfig
@@ -109,7 +166,10 @@ def build_set(root: Path, n: int, size: int, seed: int, conds: set[str], k: int 
 
     big = round(size * 1.25)
     src = root / "synth"
-    synthesize(SynthConfig(out=src, n=n, size=big, seed=seed, workers=1, rotation=0.0, brightness=0.0))
+    extra = {"normals": photos, "resize": "square"} if photos is not None else {}
+    synthesize(
+        SynthConfig(out=src, n=n, size=big, seed=seed, workers=1, rotation=0.0, brightness=0.0, **extra)
+    )
     out = root / "bad"
     for d in ("ref", "tgt", "mask"):
         (out / d).mkdir(parents=True, exist_ok=True)
@@ -117,8 +177,9 @@ def build_set(root: Path, n: int, size: int, seed: int, conds: set[str], k: int 
     rng_views = np.random.default_rng(seed + 2)  # own stream: the k=1 set is the same for every k
     pairs = []
     for p in read_pairs(src / "pairs.jsonl"):
-        mask = load_mask(p.mask) if p.mask is not None else None
-        ref, tgt, crop = perturb(load_rgb(p.ref), load_rgb(p.tgt), mask, rng, size, conds)
+        mask = load_mask(p.mask) if p.mask is not None and not normal_only else None
+        source = load_rgb(p.ref if normal_only else p.tgt)
+        ref, tgt, crop = perturb(load_rgb(p.ref), source, mask, rng, size, conds)
         box, mpath = (0, 0, 0, 0), None
         if crop is not None:
             if crop.astype(bool).sum() < 0.5 * mask.astype(bool).sum():
@@ -147,7 +208,8 @@ def parse_variant(text: str) -> dict:
     out: dict = {}
     for item in text.split():
         key, value = item.split("=")
-        kinds = {"illumination": str, "homography": lambda v: bool(int(v))}
+        flag = lambda v: bool(int(v))  # noqa: E731
+        kinds = {"illumination": str, "homography": flag, "auto_threshold": flag}
         out[key] = kinds.get(key, float)(value)
     return out
 
@@ -179,6 +241,16 @@ def main() -> int:
     ap.add_argument("--n-speed", type=int, default=8)
     ap.add_argument("--k-refs", default="", help="e.g. 1,3,8: also score the defaults with k references")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="names or key=value lists")
+    ap.add_argument(
+        "--calibrate", default="0.05", help="false-alarm rates, e.g. 0.01,0.05: also score the defaults "
+        "with --calibrate on --n-calibrate good parts of the same line (another seed); empty: off"
+    )  # fmt: skip
+    ap.add_argument("--n-calibrate", type=int, default=60)
+    ap.add_argument(
+        "--photos", default=None, help="skimage (its CC0 / public-domain photographs: pip install "
+        "scikit-image) or a folder: synthesize the sets from real photographs instead of synth's surfaces"
+    )  # fmt: skip
+    ap.add_argument("--crops", type=int, default=4, help="--photos: square crops per photograph")
     args = ap.parse_args()
     pinned = pin_one_core()
     cv2.setNumThreads(1)
@@ -199,14 +271,25 @@ def main() -> int:
         root = Path(tmp)
         ks = [int(v) for v in args.k_refs.split(",") if v]
         kmax = max(ks, default=1)
-        pairs = build_set(root / "q", args.n, args.size, args.seed, conds, kmax)
-        speed = build_set(root / "s", args.n_speed, 800, args.seed + 7, conds, kmax) if args.n_speed else []
+        photos = export_photos(root / "photos", args.photos, args.crops, args.seed) if args.photos else None
+        pairs = build_set(root / "q", args.n, args.size, args.seed, conds, kmax, photos=photos)
+        speed = (
+            build_set(root / "s", args.n_speed, 800, args.seed + 7, conds, kmax, photos=photos)
+            if args.n_speed
+            else []
+        )
         variants = [(name, VARIANTS[name] if name in VARIANTS else parse_variant(name))
                     for name in args.variants.split(",") if name]  # fmt: skip
         variants += [(f"defaults, k={k} references", {"n_refs": k}) for k in ks]
+        rates = [float(v) for v in args.calibrate.split(",") if v]
+        calib = build_set(
+            root / "c", args.n_calibrate, args.size, args.seed + 13, conds, normal_only=True, photos=photos
+        )
+        variants += [(f"defaults, --calibrate (false alarms <= {r:.0%})", {"calibrate": r}) for r in rates]
         n_ano = sum(p.label for p in pairs)
         print(
-            f"# diff backend, bad day at the line ({pinned}; conditions: {args.condition}; seed {args.seed})"
+            f"# diff backend, bad day at the line ({pinned}; conditions: {args.condition}; seed {args.seed}; "
+            f"images: {'photographs, ' + args.photos if args.photos else 'synth surfaces'})"
         )
         print(f"{len(pairs)} pairs of {args.size}px ({n_ano} anomalous, {len(pairs) - n_ano} normal); "
               f"speed on {len(speed)} pairs of 800px, decode included")  # fmt: skip
@@ -214,7 +297,12 @@ def main() -> int:
         print("|---|---|---|---|---|---|---|")
         for name, overrides in variants:
             backend = DiffBackend()
+            overrides = dict(overrides)
+            rate = overrides.pop("calibrate", None)
             backend.cfg = DiffConfig(**overrides)
+            if rate is not None:
+                thr = backend.calibrate(calib, rate)["threshold"]
+                name = f"{name}: threshold {thr:.1f}"
             preds = {p.id: p for p in backend.predict(pairs)}
             m = score(pairs, preds)["overall"]
             ms = float("nan")

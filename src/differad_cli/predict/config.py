@@ -31,8 +31,8 @@ class PredictOptions:
     threshold: str | None = field(
         default=None,
         metadata=_h(
-            "diff: seed difference, 0-255 units, or auto: each pair's own from its noise (MAD rule) "
-            "[default: 16]."
+            "diff: seed difference, 0-255 units, or auto: each pair's own from its noise (MAD rule), "
+            "or with --calibrate one picked on normal pairs [default: 16]."
         ),
     )
     min_area: float | None = field(
@@ -45,6 +45,16 @@ class PredictOptions:
     refs: Path | None = field(
         default=None,
         metadata=_h("diff: a folder of good images, extra references for every target (all, or --n-refs)."),
+    )
+    calibrate: Path | None = field(
+        default=None,
+        metadata=_h(
+            "diff: pick the threshold on normal pairs for --false-alarm: a manifest (its label-0 pairs) or a "
+            "folder of good images (each against --ref in line mode, else against another of them)."
+        ),
+    )
+    false_alarm: float = field(
+        default=0.05, metadata=_h("diff, --calibrate: share of the normal pairs the threshold may flag.")
     )
     maps_out: Path | None = field(
         default=None,
@@ -150,6 +160,13 @@ def resolve_backend(opts: PredictOptions) -> str:
     check_ranges(opts)
     if name == "openai" and not opts.endpoint:
         raise BadInput("--backend openai needs --endpoint URL (and --model NAME)")
+    if opts.calibrate is not None:
+        if name != "diff":
+            raise BadInput(f"--calibrate sets the diff backend's threshold; the {name} backend has none")
+        if opts.threshold not in (None, "auto"):
+            raise BadInput("--calibrate picks the threshold: leave --threshold out (or give auto)")
+    if not 0 <= opts.false_alarm < 1:
+        raise BadInput(f"--false-alarm must be a share in [0, 1), got {opts.false_alarm:g}")
     if name != "diff" and opts.maps_out is not None:
         raise BadInput(f"--maps writes the diff backend's anomaly maps; the {name} backend has none")
     return name

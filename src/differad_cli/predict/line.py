@@ -125,7 +125,7 @@ def run_line(
     from differad_cli.predict.run import human_line, result_dict
 
     name = resolve_backend(opts)
-    backend = make_backend(opts)
+    backend = make_backend(opts, reference=refs.default)
     prepared = {key: _answerer(backend, path, image) for key, (path, image) in refs.images.items()}
     answerers = {path: prepared[path.resolve()] for path in refs.by_category.values()}
     if refs.default is not None:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 from differad_cli.core.records import Pair, Prediction
@@ -25,14 +26,21 @@ def iter_predictions(backend: Backend, pairs: list[Pair]) -> Iterator[Prediction
     yield from (stream(pairs) if stream is not None else backend.predict(pairs))
 
 
-def make_backend(opts: PredictOptions) -> Backend:
+def make_backend(opts: PredictOptions, reference: Path | None = None) -> Backend:
+    """The backend ``opts`` name; ``reference`` is line mode's golden image (what --calibrate's good images
+    are compared with)."""
     name = resolve_backend(opts)
     if name == "diff":
         from differad_cli.predict.backends.diff import DiffBackend
+        from differad_cli.predict.backends.diff.calibrate import calibration_pairs
 
-        return DiffBackend(
-            opts.threshold, opts.min_area, n_refs=opts.n_refs, refs_dir=opts.refs, maps_dir=opts.maps_out
-        )
+        backend = DiffBackend(
+            None if opts.calibrate else opts.threshold, opts.min_area, n_refs=opts.n_refs, refs_dir=opts.refs,
+            maps_dir=opts.maps_out,
+        )  # fmt: skip
+        if opts.calibrate is not None:
+            backend.calibrate(calibration_pairs(opts.calibrate, reference, opts.seed), opts.false_alarm)
+        return backend
     if name == "openai":
         from differad_cli.predict.backends.openai import OpenAIBackend, OpenAIConfig
 

@@ -90,8 +90,28 @@ def _plausible(hom: np.ndarray, w: int, h: int, cfg: DiffConfig) -> bool:
     return bool(np.all(np.isfinite(moved)) and np.abs(moved - corners).max() <= reach)
 
 
+def _high_pass(gray: np.ndarray) -> np.ndarray:
+    return gray - cv2.GaussianBlur(gray, (0, 0), HIGH_PASS)
+
+
+def _half(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    return cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+
+
+def reference_side(ref_gray: np.ndarray, cache: dict | None = None) -> dict:
+    """What the homography fit needs of the reference alone (ORB keypoints, the high-passed ECC pyramid):
+    made once and kept in ``cache`` (line mode: one reference, many targets)."""
+    cache = {} if cache is None else cache
+    if "features" not in cache:
+        cache["features"] = orb_features(ref_gray)
+        hp = _high_pass(ref_gray)
+        cache["pyramid"] = {1: hp, 2: _half(hp)}
+    return cache
+
+
 def estimate_homography(
-    ref_gray: np.ndarray, tgt_gray: np.ndarray, cfg: DiffConfig, ref_features: tuple | None = None
+    ref_gray: np.ndarray, tgt_gray: np.ndarray, cfg: DiffConfig, ref_cache: dict | None = None
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """(3x3 H with ref(H(x)) ~ tgt(x) or None when nothing plausible fits, the 2x3 Euclidean fallback).
 
@@ -102,7 +122,8 @@ def estimate_homography(
     """
     h, w = tgt_gray.shape
     start = None
-    kr, dr = ref_features if ref_features is not None else orb_features(ref_gray)
+    prepared = reference_side(ref_gray, ref_cache)
+    kr, dr = prepared["features"]
     kt, dt = orb_features(tgt_gray)
     if dr is not None and dt is not None and len(kr) >= 8 and len(kt) >= 8:
         matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(dt, dr)
@@ -118,14 +139,13 @@ def estimate_homography(
         euclid = estimate_alignment(ref_gray, tgt_gray, cfg, coarse_only=True)
         start = np.vstack([euclid, [0.0, 0.0, 1.0]]).astype(np.float32)
     # ECC on high-passed images: a lighting ramp would otherwise pull the 8-dof fit into a false zoom
-    tgt_hp = tgt_gray - cv2.GaussianBlur(tgt_gray, (0, 0), HIGH_PASS)
-    ref_hp = ref_gray - cv2.GaussianBlur(ref_gray, (0, 0), HIGH_PASS)
+    tgt_hp = _high_pass(tgt_gray)
     half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
     refined = False
     levels = ((2, 30), (1, 10)) if min(h, w) >= 64 else ((1, 40),)
     for f, iters in levels:
-        t = cv2.resize(tgt_hp, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else tgt_hp
-        r = cv2.resize(ref_hp, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else ref_hp
+        t = _half(tgt_hp) if f > 1 else tgt_hp
+        r = prepared["pyramid"][f]
         m = half if f == 2 else np.eye(3, dtype=np.float32)
         inv = np.linalg.inv(m)
         my, mx = round(t.shape[0] * ECC_MARGIN / 2), round(t.shape[1] * ECC_MARGIN / 2)

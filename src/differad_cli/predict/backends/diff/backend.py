@@ -11,8 +11,14 @@ from differad_cli.core import console
 from differad_cli.core.errors import BadInput
 from differad_cli.core.images import list_images, load_pair_images, load_rgb
 from differad_cli.core.records import Pair, Prediction
+from differad_cli.predict.backends.diff.calibrate import critical_threshold, pick_threshold
 from differad_cli.predict.backends.diff.config import DiffConfig, DiffResult
-from differad_cli.predict.backends.diff.localize import WorkingReference, localize, working_reference
+from differad_cli.predict.backends.diff.localize import (
+    WorkingReference,
+    compare,
+    localize,
+    working_reference,
+)
 from differad_cli.predict.backends.diff.maps import write_map
 
 
@@ -61,17 +67,32 @@ class DiffBackend:
     def predict(self, pairs: list[Pair]) -> list[Prediction]:
         return [self._answer(p.id, self._one(p)) for p in pairs]
 
-    def _one(self, p: Pair) -> DiffResult:
+    def _images(self, p: Pair) -> tuple[np.ndarray | list[WorkingReference], np.ndarray]:
+        """The pair's reference (with --n-refs / --refs: all its prepared references) and target."""
         ref, tgt = load_pair_images(p.ref, p.tgt)
         candidates = dict.fromkeys([*(p.refs or []), *self.shared])
         extra = [q for q in candidates if q != p.ref][: self.cfg.n_refs - 1]
-        keep = self.maps_dir is not None
         if not extra:
-            res = localize(ref, tgt, self.cfg, keep_map=keep)
-        else:
-            h, w = tgt.shape[:2]
-            refs = [working_reference(im, h, w, self.cfg) for im in (ref, *(load_rgb(q) for q in extra))]
-            res = localize(refs, tgt, self.cfg, keep_map=keep)
+            return ref, tgt
+        h, w = tgt.shape[:2]
+        return [working_reference(im, h, w, self.cfg) for im in (ref, *(load_rgb(q) for q in extra))], tgt
+
+    def calibrate(self, pairs: list[Pair], false_alarm: float) -> dict[str, float]:
+        """Set the threshold from normal ``pairs`` so that at most ``false_alarm`` of them are flagged
+        (``calibrate.py``); returns what was chosen and how many were flagged at it."""
+        self.cfg.auto_threshold = False  # one threshold for every pair; the noise floor stays per pair
+        criticals = [critical_threshold(compare(*self._images(p), self.cfg)[0], self.cfg) for p in pairs]
+        thr, flagged = pick_threshold(criticals, false_alarm)
+        self.cfg.threshold = thr
+        console.info(
+            f"calibrated threshold {thr:.1f} on {len(pairs)} normal pairs: {flagged} flagged at it "
+            f"({flagged / len(pairs):.1%}; asked for at most {false_alarm:.1%})"
+        )
+        return {"threshold": thr, "n": len(pairs), "flagged": flagged, "false_alarm": false_alarm}
+
+    def _one(self, p: Pair) -> DiffResult:
+        ref, tgt = self._images(p)
+        res = localize(ref, tgt, self.cfg, keep_map=self.maps_dir is not None)
         if self.maps_dir is not None and res.diff_map is not None:
             write_map(self.maps_dir, p.id, res.diff_map)  # before the prediction is durable (resume)
         return res

@@ -12,7 +12,6 @@ from differad_cli.predict.backends.diff.align import (
     estimate_alignment,
     estimate_homography,
     motion,
-    orb_features,
 )
 from differad_cli.predict.backends.diff.config import DiffConfig, DiffResult
 from differad_cli.predict.backends.diff.photometric import (
@@ -44,7 +43,7 @@ class WorkingReference:
     scale: float
     rgb: np.ndarray  # working-resolution float32 RGB
     gray: np.ndarray  # blurred gray (alignment)
-    features: tuple | None = field(default=None, repr=False)  # its ORB keypoints (homography), made once
+    aligner: dict = field(default_factory=dict, repr=False)  # align.reference_side: made once, reused
 
 
 def working_reference(ref: np.ndarray, height: int, width: int, cfg: DiffConfig) -> WorkingReference:
@@ -66,6 +65,7 @@ class Difference:
     warp: np.ndarray  # 2x3, or the 3x3 homography when one was used
     method: str  # "homography" | "shift + rotation" | "none"
     threshold: float  # the threshold this pair needed (noise floor)
+    floor: float = 0.0  # the noise floor alone (noise_k x sigma; 0 when off or auto): what calibration keeps
 
 
 # --threshold auto (a robust MAD rule): a pair's seed threshold is AUTO_K times its own noise,
@@ -92,9 +92,7 @@ def difference(ref: WorkingReference, t: np.ndarray, cfg: DiffConfig) -> Differe
         tg = cv2.GaussianBlur(cv2.cvtColor(t, cv2.COLOR_RGB2GRAY), (0, 0), 1.5)
         hom = None
         if cfg.homography:
-            if ref.features is None:
-                ref.features = orb_features(ref.gray)
-            hom, warp = estimate_homography(ref.gray, tg, cfg, ref.features)
+            hom, warp = estimate_homography(ref.gray, tg, cfg, ref.aligner)
         else:
             warp = estimate_alignment(ref.gray, tg, cfg)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
@@ -121,11 +119,12 @@ def difference(ref: WorkingReference, t: np.ndarray, cfg: DiffConfig) -> Differe
     if cfg.blur > 0:
         r = cv2.GaussianBlur(r, (0, 0), cfg.blur)
         t = cv2.GaussianBlur(t, (0, 0), cfg.blur)
-    thr = cfg.threshold
+    thr, floor = cfg.threshold, 0.0
     if cfg.auto_threshold:  # the pair's own threshold from its noise (--threshold auto)
         thr = auto_threshold(noise_sigma(r, t, fit_on))
     elif cfg.noise_k > 0:  # the pair's own noise floor, measured after blur: where the tolerance must sit
-        thr = max(thr, cfg.noise_k * noise_sigma(r, t, fit_on))
+        floor = cfg.noise_k * noise_sigma(r, t, fit_on)
+        thr = max(thr, floor)
     k3 = np.ones((3, 3), np.uint8)
     above = t - cv2.dilate(r, k3)
     below = cv2.erode(r, k3) - t
@@ -133,7 +132,41 @@ def difference(ref: WorkingReference, t: np.ndarray, cfg: DiffConfig) -> Differe
     diff[~vmask] = 0  # not seen in both images: can never form a defect
     if thr != cfg.threshold:
         diff *= cfg.threshold / thr
-    return Difference(diff, warp, method, thr)
+    return Difference(diff, warp, method, thr, floor)
+
+
+def compare(
+    ref: np.ndarray | WorkingReference | list[WorkingReference], tgt: np.ndarray, cfg: DiffConfig
+) -> tuple[list[Difference], float]:
+    """Each reference against the target (aligned, lighting matched, tolerant difference) and the working
+    scale: everything before the decision, which :func:`largest_region` makes."""
+    height, width = tgt.shape[:2]
+    refs = ref if isinstance(ref, list) else [ref]
+    refs = [r if isinstance(r, WorkingReference) else working_reference(r, height, width, cfg) for r in refs]
+    for r in refs:
+        if (r.height, r.width) != (height, width):
+            raise ValueError(f"reference prepared for {r.width}x{r.height}, target is {width}x{height}")
+    t = _to_work(tgt, refs[0].scale)
+    return [difference(r, t, cfg) for r in refs], refs[0].scale
+
+
+def largest_region(diff: np.ndarray, thr: float, cfg: DiffConfig) -> tuple | None:
+    """Seeds above ``thr`` (opened 3x3), grown over pixels above ``thr * low_ratio`` near them: (labels,
+    the largest seeded component's label, component stats, its area as an image fraction), or None."""
+    k3 = np.ones((3, 3), np.uint8)
+    strong = cv2.morphologyEx((diff > thr).astype(np.uint8), cv2.MORPH_OPEN, k3)
+    # weak pixels extend a seeded region only near its seeds (not along every edge it touches)
+    near = cv2.dilate(strong, np.ones((2 * GROW + 1, 2 * GROW + 1), np.uint8))
+    weak = ((diff > thr * cfg.low_ratio) & (near > 0)).astype(np.uint8) | strong
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
+    seeded = np.zeros(n, dtype=bool)
+    seeded[np.unique(labels[strong.astype(bool)])] = True
+    seeded[0] = False
+    if not seeded.any():
+        return None
+    areas = np.where(seeded, stats[:, cv2.CC_STAT_AREA], -1)
+    best = int(np.argmax(areas))
+    return labels, best, stats, float(areas[best]) / float(diff.size)
 
 
 def localize(
@@ -150,34 +183,16 @@ def localize(
     difference maps): their spread is the per-pixel tolerance."""
     cfg = cfg or DiffConfig()
     height, width = tgt.shape[:2]
-    refs = ref if isinstance(ref, list) else [ref]
-    refs = [r if isinstance(r, WorkingReference) else working_reference(r, height, width, cfg) for r in refs]
-    for r in refs:
-        if (r.height, r.width) != (height, width):
-            raise ValueError(f"reference prepared for {r.width}x{r.height}, target is {width}x{height}")
-    scale = refs[0].scale
-    t = _to_work(tgt, scale)
-    h, w = t.shape[:2]
-    diffs = [difference(r, t, cfg) for r in refs]
+    diffs, scale = compare(ref, tgt, cfg)
     diff = diffs[0].diff if len(diffs) == 1 else np.minimum.reduce([d.diff for d in diffs])
-    thr = cfg.threshold
-    k3 = np.ones((3, 3), np.uint8)
-    strong = cv2.morphologyEx((diff > thr).astype(np.uint8), cv2.MORPH_OPEN, k3)
-    # weak pixels extend a seeded region only near its seeds (not along every edge it touches)
-    near = cv2.dilate(strong, np.ones((2 * GROW + 1, 2 * GROW + 1), np.uint8))
-    weak = ((diff > thr * cfg.low_ratio) & (near > 0)).astype(np.uint8) | strong
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
-    seeded = np.zeros(n, dtype=bool)
-    seeded[np.unique(labels[strong.astype(bool)])] = True
-    seeded[0] = False
+    h, w = diff.shape
     shift, rotation = motion(diffs[0].warp, w, h, scale)
     dmap = diff if keep_map else None
     note = {"method": diffs[0].method, "refs": len(diffs), "threshold": max(d.threshold for d in diffs)}
-    if not seeded.any():
+    region = largest_region(diff, cfg.threshold, cfg)
+    if region is None:
         return DiffResult(ZERO_BOX, False, 0.0, 0.0, shift, rotation, dmap, note)
-    areas = np.where(seeded, stats[:, cv2.CC_STAT_AREA], -1)
-    best = int(np.argmax(areas))
-    frac = float(areas[best]) / float(h * w)
+    labels, best, stats, frac = region
     if frac < cfg.min_area:
         return DiffResult(ZERO_BOX, False, 0.0, frac, shift, rotation, dmap, note)
     x, y, bw, bh = (int(v) for v in stats[best, :4])

@@ -1,0 +1,154 @@
+"""`--calibrate`: the diff threshold picked on normal pairs for a chosen false-alarm rate. The bisection
+agrees with the full pipeline, the chosen threshold flags at most the asked share of the calibration pairs
+when predicting with it, faint defects a fixed threshold misses are found after calibrating on clean normals,
+and bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_helpers import run_cli
+from differad_cli.core.errors import BadInput
+from differad_cli.core.images import save_png
+from differad_cli.core.records import Pair, write_pairs
+from differad_cli.predict.backends.diff import DiffBackend, DiffConfig, localize
+from differad_cli.predict.backends.diff.calibrate import (
+    calibration_pairs,
+    critical_threshold,
+    pick_threshold,
+)
+from differad_cli.predict.backends.diff.localize import compare
+from test_diffloc import scene
+
+
+def _noisy(img: np.ndarray, seed: int, sigma: float) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_critical_threshold_is_where_the_pipeline_turns_normal() -> None:
+    ref = scene(31)
+    tgt = ref.copy()
+    tgt[60:80, 90:120] = np.clip(tgt[60:80, 90:120].astype(int) + 40, 0, 255).astype(np.uint8)
+    cfg = DiffConfig()
+    crit = critical_threshold(compare(ref, tgt, cfg)[0], cfg)
+    assert 16 < crit < 80, crit
+    assert not localize(ref, tgt, DiffConfig(threshold=crit)).anomalous
+    assert localize(ref, tgt, DiffConfig(threshold=crit - 0.5)).anomalous
+
+
+def test_pick_threshold_flags_at_most_the_asked_share() -> None:
+    crit = [5.0, 9.0, 12.0, 30.0, 7.0, 11.0, 8.0, 6.0, 10.0, 40.0]
+    assert pick_threshold(crit, 0.0) == (40.0, 0)
+    assert pick_threshold(crit, 0.1) == (30.0, 1)
+    assert pick_threshold(crit, 0.25) == (12.0, 2)  # floor(2.5) = 2 allowed
+    assert pick_threshold(crit, 0.99)[1] <= 9
+
+
+def _line_set(root: Path, n_good: int, faint: int) -> tuple[Path, Path, list[Pair]]:
+    """A golden image, good parts (sensor noise sigma 6: the default threshold calls some anomalous) and
+    targets with faint defects (+14 intensity)."""
+    golden = scene(40)
+    save_png(root / "golden.png", golden)
+    (root / "good").mkdir()
+    for i in range(n_good):
+        save_png(root / "good" / f"g{i:02d}.png", _noisy(golden, 100 + i, 6.0))
+    pairs = []
+    for i in range(faint):
+        img = _noisy(golden, 200 + i, 2.0).astype(int)
+        y, x = 30 + 20 * (i % 5), 40 + 15 * (i % 4)
+        img[y : y + 24, x : x + 30] += 14
+        save_png(root / f"faint{i}.png", np.clip(img, 0, 255).astype(np.uint8))
+        pairs.append(
+            Pair(f"f{i}", root / "golden.png", root / f"faint{i}.png", (x, y, x + 30, y + 24), 1, 192, 192)
+        )
+    return root / "golden.png", root / "good", pairs
+
+
+def test_calibrated_threshold_holds_its_false_alarm_rate(tmp_path: Path) -> None:
+    golden, good, _ = _line_set(tmp_path, 20, 0)
+    pairs = calibration_pairs(good, golden)
+    assert len(pairs) == 20 and all(p.ref == golden and p.label == 0 for p in pairs)
+    for rate in (0.0, 0.1, 0.3):
+        backend = DiffBackend()
+        summary = backend.calibrate(pairs, rate)
+        flagged = sum(p.box != (0, 0, 0, 0) for p in backend.predict(pairs))
+        assert flagged == summary["flagged"] <= rate * len(pairs), (rate, summary)
+    # a higher allowed rate never gives a higher threshold
+    assert (
+        DiffBackend().calibrate(pairs, 0.3)["threshold"] <= DiffBackend().calibrate(pairs, 0.0)["threshold"]
+    )
+
+
+def test_calibrating_on_quiet_normals_finds_faint_defects(tmp_path: Path) -> None:
+    golden = scene(41)
+    save_png(tmp_path / "golden.png", golden)
+    (tmp_path / "good").mkdir()
+    for i in range(12):
+        save_png(tmp_path / "good" / f"g{i}.png", _noisy(golden, 300 + i, 1.0))
+    targets = []
+    for i in range(6):
+        img = _noisy(golden, 400 + i, 1.0).astype(int)
+        y, x = 30 + 20 * i, 50
+        img[y : y + 24, x : x + 30] += 11  # below the default threshold (16)
+        save_png(tmp_path / f"t{i}.png", np.clip(img, 0, 255).astype(np.uint8))
+        targets.append(
+            Pair(
+                f"t{i}", tmp_path / "golden.png", tmp_path / f"t{i}.png", (x, y, x + 30, y + 24), 1, 192, 192
+            )
+        )
+    found_default = sum(p.box != (0, 0, 0, 0) for p in DiffBackend().predict(targets))
+    backend = DiffBackend()
+    summary = backend.calibrate(calibration_pairs(tmp_path / "good", tmp_path / "golden.png"), 0.0)
+    assert summary["threshold"] < 11
+    found = sum(p.box != (0, 0, 0, 0) for p in backend.predict(targets))
+    assert found_default <= 1 and found >= 5, (found_default, found, summary)
+
+
+def test_calibration_pairs_sources(tmp_path: Path) -> None:
+    (tmp_path / "good").mkdir()
+    img = scene(42, 64)
+    for i in range(5):
+        save_png(tmp_path / "good" / f"g{i}.png", img)
+    pairs = calibration_pairs(tmp_path / "good", seed=3)
+    assert sorted(p.tgt.name for p in pairs) == [f"g{i}.png" for i in range(5)]
+    assert all(p.ref != p.tgt for p in pairs)
+    assert [p.ref for p in pairs] == [p.ref for p in calibration_pairs(tmp_path / "good", seed=3)]
+    manifest = tmp_path / "pairs.jsonl"
+    ref, tgt = tmp_path / "good" / "g0.png", tmp_path / "good" / "g1.png"
+    write_pairs(
+        manifest, [Pair("a", ref, tgt, (0, 0, 0, 0), 0, 64, 64), Pair("b", ref, tgt, (1, 1, 9, 9), 1, 64, 64)]
+    )
+    assert [p.id for p in calibration_pairs(manifest)] == ["a"]
+    write_pairs(tmp_path / "anomalous.jsonl", [Pair("b", ref, tgt, (1, 1, 9, 9), 1, 64, 64)])
+    for source in (tmp_path / "anomalous.jsonl", tmp_path / "missing", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(BadInput):
+            calibration_pairs(source)
+    (tmp_path / "one").mkdir()
+    save_png(tmp_path / "one" / "g.png", img)
+    with pytest.raises(BadInput, match="two images"):
+        calibration_pairs(tmp_path / "one")
+
+
+def test_cli_calibrate_and_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    golden, good, pairs = _line_set(tmp_path, 8, 2)
+    code = run_cli(monkeypatch, "predict", "--ref", golden, *(p.tgt for p in pairs), "--calibrate", good,
+                   "--false-alarm", "0.1", "--json")  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "calibrated threshold" in out.err and "on 8 normal pairs" in out.err
+    answers = [json.loads(x) for x in out.out.splitlines() if x.startswith("{")]
+    assert len(answers) == 2
+    for bad in (
+        ["--calibrate", good, "--threshold", "20"],
+        ["--calibrate", good, "--false-alarm", "1.5"],
+        ["--calibrate", tmp_path / "nothing"],
+        ["--calibrate", good, "--backend", "openai", "--endpoint", "http://127.0.0.1:9", "--model", "m"],
+    ):
+        assert run_cli(monkeypatch, "predict", "--ref", golden, pairs[0].tgt, *bad) == 2, bad
+        assert "Traceback" not in capsys.readouterr().err
