@@ -9,6 +9,10 @@ from differad_cli.predict.backends.diff.config import DiffConfig
 
 ECC_MARGIN = 0.12  # image fraction left out on each side when fitting the alignment
 HIGH_PASS = 24.0  # sigma (working pixels) of the lighting removed before the homography's ECC
+# Without ORB's start (too few matches: smooth, low-texture images), the homography's ECC correlation below
+# which its fit is not trusted: on retina photographs the 8-dof fit drifted to 0.68-0.78 with wrong
+# rotations of 10-20 degrees, while correct fits scored 0.95-0.999 (bench_diff_robust --photos skimage).
+ECC_MIN = 0.9
 
 
 def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> np.ndarray | None:
@@ -107,7 +111,34 @@ def reference_side(ref_gray: np.ndarray, cache: dict | None = None) -> dict:
         cache["features"] = orb_features(ref_gray)
         hp = _high_pass(ref_gray)
         cache["pyramid"] = {1: hp, 2: _half(hp)}
+        cache["plain"] = {1: ref_gray, 2: _half(ref_gray)}
     return cache
+
+
+def _refine(
+    start: np.ndarray, tgt: np.ndarray, ref_levels: dict, w: int, h: int, cfg: DiffConfig
+) -> tuple[np.ndarray | None, float]:
+    """ECC with a homography model from ``start``, half size then full size: (warp or None, correlation)."""
+    half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
+    warp, cc = None, 0.0
+    levels = ((2, 30), (1, 10)) if min(h, w) >= 64 else ((1, 40),)
+    for f, iters in levels:
+        t = _half(tgt) if f > 1 else tgt
+        r = ref_levels[f] if f in ref_levels else ref_levels[1]
+        m = half if f == 2 else np.eye(3, dtype=np.float32)
+        inv = np.linalg.inv(m)
+        my, mx = round(t.shape[0] * ECC_MARGIN / 2), round(t.shape[1] * ECC_MARGIN / 2)
+        fit = np.zeros(t.shape, np.uint8)
+        fit[my : t.shape[0] - my, mx : t.shape[1] - mx] = 1
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-5)
+        guess = (m @ (start if warp is None else warp) @ inv).astype(np.float32)
+        try:
+            cc, out = cv2.findTransformECC(t, r, guess, cv2.MOTION_HOMOGRAPHY, criteria, fit, 5)
+        except cv2.error:
+            continue
+        if _plausible(inv @ out @ m, w, h, cfg):
+            warp = (inv @ out @ m).astype(np.float32)
+    return warp, cc
 
 
 def estimate_homography(
@@ -138,27 +169,15 @@ def estimate_homography(
     if fell_back:
         euclid = estimate_alignment(ref_gray, tgt_gray, cfg, coarse_only=True)
         start = np.vstack([euclid, [0.0, 0.0, 1.0]]).astype(np.float32)
-    # ECC on high-passed images: a lighting ramp would otherwise pull the 8-dof fit into a false zoom
-    tgt_hp = _high_pass(tgt_gray)
-    half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
-    refined = False
-    levels = ((2, 30), (1, 10)) if min(h, w) >= 64 else ((1, 40),)
-    for f, iters in levels:
-        t = _half(tgt_hp) if f > 1 else tgt_hp
-        r = prepared["pyramid"][f]
-        m = half if f == 2 else np.eye(3, dtype=np.float32)
-        inv = np.linalg.inv(m)
-        my, mx = round(t.shape[0] * ECC_MARGIN / 2), round(t.shape[1] * ECC_MARGIN / 2)
-        fit = np.zeros(t.shape, np.uint8)
-        fit[my : t.shape[0] - my, mx : t.shape[1] - mx] = 1
-        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-5)
-        try:
-            _, out = cv2.findTransformECC(t, r, (m @ start @ inv).astype(np.float32), cv2.MOTION_HOMOGRAPHY,
-                                          criteria, fit, 5)  # fmt: skip
-        except cv2.error:
-            continue
-        if _plausible(inv @ out @ m, w, h, cfg):
-            start, refined = (inv @ out @ m).astype(np.float32), True
+    # ECC on high-passed images: a lighting ramp would otherwise pull the 8-dof fit into a false zoom. Without
+    # ORB's start the image has little texture: a fit that correlates poorly is retried on the plain images,
+    # and the Euclidean start is kept when that does no better
+    warp, cc = _refine(start, _high_pass(tgt_gray), prepared["pyramid"], w, h, cfg)
+    if warp is not None and fell_back and cc < ECC_MIN:
+        warp, cc = _refine(start, tgt_gray, prepared["plain"], w, h, cfg)
+        warp = warp if cc >= ECC_MIN else None
+    refined = warp is not None
+    start = warp if warp is not None else start
     if (refined or not fell_back) and _plausible(start, w, h, cfg):
         return start, euclid
     return None, euclid if fell_back else estimate_alignment(ref_gray, tgt_gray, cfg)
