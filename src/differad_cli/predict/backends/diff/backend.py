@@ -11,7 +11,7 @@ from differad_cli.core import console
 from differad_cli.core.errors import BadInput
 from differad_cli.core.images import list_images, load_pair_images, load_rgb
 from differad_cli.core.records import Pair, Prediction
-from differad_cli.predict.backends.diff.calibrate import critical_threshold, pick_threshold
+from differad_cli.predict.backends.diff.calibrate import LOWEST, critical_threshold, pick_threshold
 from differad_cli.predict.backends.diff.config import DiffConfig, DiffResult
 from differad_cli.predict.backends.diff.localize import (
     WorkingReference,
@@ -84,8 +84,9 @@ class DiffBackend:
         criticals = [critical_threshold(compare(*self._images(p), self.cfg)[0], self.cfg) for p in pairs]
         thr, flagged = pick_threshold(criticals, false_alarm)
         self.cfg.threshold = thr
+        floor = " (the lowest searched: each pair's own noise floor decides)" if thr <= LOWEST else ""
         console.info(
-            f"calibrated threshold {thr:.1f} on {len(pairs)} normal pairs: {flagged} flagged at it "
+            f"calibrated threshold {thr:.1f}{floor} on {len(pairs)} normal pairs: {flagged} flagged at it "
             f"({flagged / len(pairs):.1%}; asked for at most {false_alarm:.1%})"
         )
         return {"threshold": thr, "n": len(pairs), "flagged": flagged, "false_alarm": false_alarm}
