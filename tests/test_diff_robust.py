@@ -134,3 +134,32 @@ def test_explanation_says_when_the_reference_could_not_be_aligned() -> None:
     assert "could not be aligned" in localize(flat, flat).explanation()
     ref = scene(28)
     assert "aligned by homography" in localize(ref, seen_through(ref, 2)[0]).explanation()
+
+
+def brushed(seed: int, size: int = 192, level: float = 120.0) -> np.ndarray:
+    """A nearly flat surface (brushed metal: faint vertical streaks), where gain and offset are hard to tell
+    apart."""
+    rng = np.random.default_rng(seed)
+    streaks = np.repeat(rng.normal(0, 2.0, (1, size)), size, axis=0)
+    img = level + streaks[..., None] + rng.normal(0, 1.0, (size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_gain_fields_hold_on_a_flat_surface_under_a_ramp() -> None:
+    """A flat surface under a lighting ramp stays normal with the plane and quadratic gain fields. It failed
+    while the shift + rotation fallback (no ORB matches on a flat surface) was fitted on unfiltered images:
+    the ramp faked a 4 px shift and a strip along the border. (Along the streaks alignment stays weak: a
+    strong defect can still pull it; not tested here.)"""
+    for seed in (50, 51, 52):
+        ref = brushed(seed)
+        tgt = ramp(ref, 0.3)
+        for model in ("plane", "field"):
+            res = localize(ref, tgt, DiffConfig(illumination=model), keep_map=True)
+            assert not res.anomalous, (seed, model, res.box)
+            assert res.diff_map is not None and float(np.mean(res.diff_map > 8)) < 0.01
+    ref = scene(23)
+    tgt = ramp(ref, 0.4)
+    assert not localize(ref, tgt, DiffConfig(illumination="plane")).anomalous
+    tgt[60:80, 120:150] = (20, 230, 40)
+    res = localize(ref, tgt, DiffConfig(illumination="plane"))
+    assert iou(res.box, (120, 60, 150, 80)) >= 0.5, res.box

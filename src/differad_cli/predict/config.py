@@ -10,6 +10,7 @@ from typing import Any
 from differad_cli.core.errors import BadInput
 
 BACKENDS = ("diff", "hf", "openai")
+ILLUMINATION = ("global", "plane", "field", "local")  # the diff backend's lighting models
 
 
 def _h(text: str, *flags: str) -> dict[str, Any]:
@@ -41,6 +42,13 @@ class PredictOptions:
     n_refs: int = field(
         default=1,
         metadata=_h("diff: compare with up to this many references (the record's ref, then its refs)."),
+    )
+    illumination: str = field(
+        default="plane",
+        metadata=_h(
+            "diff: lighting model: global (gain/offset) | plane (a planar gain field: lighting ramps) | "
+            "field (quadratic) | local (local mean/contrast)."
+        ),
     )
     refs: Path | None = field(
         default=None,
@@ -165,6 +173,9 @@ def resolve_backend(opts: PredictOptions) -> str:
             raise BadInput(f"--calibrate sets the diff backend's threshold; the {name} backend has none")
         if opts.threshold not in (None, "auto"):
             raise BadInput("--calibrate picks the threshold: leave --threshold out (or give auto)")
+    if opts.illumination not in ILLUMINATION:
+        choices = ", ".join(ILLUMINATION)
+        raise BadInput(f"unknown --illumination '{opts.illumination}' (choose from: {choices})")
     if not 0 <= opts.false_alarm < 1:
         raise BadInput(f"--false-alarm must be a share in [0, 1), got {opts.false_alarm:g}")
     if name != "diff" and opts.maps_out is not None:

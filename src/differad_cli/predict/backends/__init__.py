@@ -36,7 +36,7 @@ def make_backend(opts: PredictOptions, reference: Path | None = None) -> Backend
 
         backend = DiffBackend(
             None if opts.calibrate else opts.threshold, opts.min_area, n_refs=opts.n_refs, refs_dir=opts.refs,
-            maps_dir=opts.maps_out,
+            maps_dir=opts.maps_out, illumination=opts.illumination,
         )  # fmt: skip
         if opts.calibrate is not None:
             backend.calibrate(calibration_pairs(opts.calibrate, reference, opts.seed), opts.false_alarm)

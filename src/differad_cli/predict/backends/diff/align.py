@@ -166,13 +166,14 @@ def estimate_homography(
                 start = hom.astype(np.float32)
     euclid = np.eye(2, 3, dtype=np.float32)
     fell_back = start is None
-    if fell_back:
-        euclid = estimate_alignment(ref_gray, tgt_gray, cfg, coarse_only=True)
+    tgt_hp = _high_pass(tgt_gray)
+    if fell_back:  # on high-passed images too: on a flat surface a lighting ramp alone fakes a shift
+        euclid = estimate_alignment(prepared["pyramid"][1], tgt_hp, cfg, coarse_only=True)
         start = np.vstack([euclid, [0.0, 0.0, 1.0]]).astype(np.float32)
     # ECC on high-passed images: a lighting ramp would otherwise pull the 8-dof fit into a false zoom. Without
     # ORB's start the image has little texture: a fit that correlates poorly is retried on the plain images,
     # and the Euclidean start is kept when that does no better
-    warp, cc = _refine(start, _high_pass(tgt_gray), prepared["pyramid"], w, h, cfg)
+    warp, cc = _refine(start, tgt_hp, prepared["pyramid"], w, h, cfg)
     if warp is not None and fell_back and cc < ECC_MIN:
         warp, cc = _refine(start, tgt_gray, prepared["plain"], w, h, cfg)
         warp = warp if cc >= ECC_MIN else None

@@ -31,9 +31,10 @@ class DiffConfig:
         metadata={"help": "Fit a homography (ORB + RANSAC, then ECC) instead of shift + rotation alone."},
     )
     illumination: str = field(
-        default="global",
+        default="plane",
         metadata={
-            "help": "Lighting: global (gain/offset) | field (quadratic gain field) | local (mean/contrast)."
+            "help": "Lighting: global (gain/offset) | plane (planar gain field) | field (quadratic gain "
+            "field) | local (mean/contrast)."
         },
     )
     n_refs: int = field(

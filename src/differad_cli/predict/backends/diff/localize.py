@@ -110,8 +110,8 @@ def difference(ref: WorkingReference, t: np.ndarray, cfg: DiffConfig) -> Differe
         valid = cv2.erode(valid, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     vmask = valid.astype(bool)
     fit_on = vmask if vmask.sum() >= 16 else np.ones_like(vmask)
-    if cfg.illumination == "field":
-        r = match_gain_field(r, t, fit_on)
+    if cfg.illumination in ("field", "plane"):
+        r = match_gain_field(r, t, fit_on, order=2 if cfg.illumination == "field" else 1)
     elif cfg.illumination == "local":
         r = match_local(match_gain(r, t, fit_on), t)
     else:

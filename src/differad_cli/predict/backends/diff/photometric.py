@@ -43,46 +43,52 @@ def match_gain(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarra
     return np.clip(out, 0.0, 255.0, out=out)  # the target saturates too: never flag clipped highlights
 
 
-def _basis(h: int, w: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Quadratic polynomial terms in x, y (-1..1) on the full grid and on every ``step``-th pixel."""
+def _basis(h: int, w: int, step: int, order: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Polynomial terms in x, y (-1..1) up to ``order`` (1: a plane, 2: quadratic) on the full grid and on
+    every ``step``-th pixel."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     xx, yy = 2.0 * xx / max(w - 1, 1) - 1.0, 2.0 * yy / max(h - 1, 1) - 1.0
-    full = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1)
+    terms = [np.ones_like(xx), xx, yy] + ([xx * xx, xx * yy, yy * yy] if order >= 2 else [])
+    full = np.stack(terms, axis=-1)
     return full, full[::step, ::step]
 
 
-def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """The aligned reference times a smooth (quadratic) gain field plus a per-channel offset, fitted on the
-    overlap: a lighting ramp or vignetting is a slowly varying multiplier, which one global gain misses.
+def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray, order: int = 2) -> np.ndarray:
+    """The aligned reference times a smooth gain field (a plane with ``order`` 1, quadratic with 2) plus a
+    per-channel offset, fitted on the overlap: a lighting ramp or vignetting is a slowly varying multiplier,
+    which one global gain misses.
 
-    Robust like :func:`_fit_gain`: refits on the pixels within 3 robust sigmas, so a defect (a minority of
-    the overlap) does not bend the field.
+    The global gain/offset comes first (:func:`_fit_gain`); the field only adds the gain's spatial terms on
+    top. Fitting gain and offset together is ill-posed on a flat surface (gain x mean + offset is all the
+    pixels tell), and clipping such a split gain then broke the whole map. Robust like :func:`_fit_gain`:
+    refits on the pixels within 3 robust sigmas, so a defect (a minority of the overlap) does not bend it.
     """
     h, w, c = ref.shape
     step = 4
-    full, phi = _basis(h, w, step)
+    full, phi = _basis(h, w, step, order)
     keep = valid[::step, ::step].reshape(-1).copy()
     x = ref[::step, ::step].reshape(-1, c)
     y = tgt[::step, ::step].reshape(-1, c)
     if keep.sum() < 64:
         return match_gain(ref, tgt, valid)
-    ph = phi.reshape(-1, phi.shape[-1])
+    ph = phi.reshape(-1, phi.shape[-1])[:, 1:]  # the spatial terms; the constant is the global gain
     out = np.empty_like(ref)
     for ch in range(c):
-        design = np.concatenate([ph * x[:, ch : ch + 1], np.ones((len(ph), 1), np.float32)], axis=1)
+        a, b = _fit_gain(x[keep, ch], y[keep, ch])
+        design = ph * x[:, ch : ch + 1]
+        rest = y[:, ch] - (a * x[:, ch] + b)
         k = keep.copy()
         coef = np.zeros(design.shape[1], np.float32)
-        coef[0] = 1.0
         for _ in range(3):
             if k.sum() < 64:
                 break
-            coef, *_ = np.linalg.lstsq(design[k], y[k, ch], rcond=None)
-            res = y[:, ch] - design @ coef
+            coef, *_ = np.linalg.lstsq(design[k], rest[k], rcond=None)
+            res = rest - design @ coef
             med = float(np.median(res[keep]))
             mad = float(np.median(np.abs(res[keep] - med)))
             k = keep & (np.abs(res - med) <= 3.0 * 1.4826 * mad + 2.0)
-        gain = np.clip(full @ coef[:-1].astype(np.float32), 0.5, 2.0)
-        out[:, :, ch] = ref[:, :, ch] * gain + coef[-1]
+        gain = np.clip(a + full[..., 1:] @ coef.astype(np.float32), 0.5, 2.0)
+        out[:, :, ch] = ref[:, :, ch] * gain + b
     return np.clip(out, 0.0, 255.0, out=out)
 
 
