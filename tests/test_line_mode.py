@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -99,6 +100,30 @@ def test_bad_line_mode_input_exits_2(line, monkeypatch, capsys, tmp_path, args, 
     assert message in capsys.readouterr().err
 
 
+def _lines(stream) -> Any:
+    """A queue fed with ``stream``'s lines by a reader thread (so a test can wait with a timeout)."""
+    import queue
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in iter(stream.readline, "")], daemon=True).start()
+    return lines
+
+
+def _next_line(lines: Any, timeout: float, holding: str = "") -> str:
+    """The next line holding ``holding`` within ``timeout`` seconds (others are skipped), else fail."""
+    import queue
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no line with {holding!r} within {timeout:.0f} s") from None
+        if holding in line:
+            return line
+
+
 def test_watch_answers_new_files_as_they_arrive_and_ctrl_c_ends_cleanly(line, tmp_path: Path) -> None:
     watched = tmp_path / "watched"
     watched.mkdir()
@@ -109,20 +134,30 @@ def test_watch_answers_new_files_as_they_arrive_and_ctrl_c_ends_cleanly(line, tm
         [sys.executable, "-m", "differad_cli", *cmd],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
+    out, err = _lines(proc.stdout), _lines(proc.stderr)
     try:
-        time.sleep(3.0)  # imports
+        _next_line(
+            err, 120.0, "watching"
+        )  # the folder's present files are noted: a start that load can't race
         partial = watched / "new.png"
         data = (line["dir"] / "t1.png").read_bytes()
         partial.write_bytes(data[: len(data) // 2])  # a file still being written
         time.sleep(0.6)
         partial.write_bytes(data)
-        first = json.loads(proc.stdout.readline())
+        first = json.loads(_next_line(out, 120.0))
         assert Path(first["tgt"]).name == "new.png" and first["label"] == 1
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "old.png" not in out
+        try:
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130
+    time.sleep(0.5)  # the reader thread drains what the process wrote before it ended
+    rest = []
+    while not out.empty():
+        rest.append(out.get())
+    assert not any("old.png" in x for x in rest)
 
 
 # ------------------------------------------------------------------------------------- --ref-map

@@ -80,7 +80,9 @@ def watch_folder(folder: Path, poll_s: float = WATCH_POLL_S) -> Iterator[Path]:
     first read, after the model has loaded): a file that arrives while the model loads is answered."""
     if not folder.is_dir():
         raise BadInput(f"--watch {folder}: not a folder")
-    return _watch(folder, set(_images_under(folder)), poll_s)
+    present = set(_images_under(folder))
+    console.info(f"watching {folder} ({len(present)} image(s) already there are not answered; Ctrl-C ends)")
+    return _watch(folder, present, poll_s)
 
 
 def _watch(folder: Path, seen: set[Path], poll_s: float) -> Iterator[Path]:
