@@ -130,9 +130,12 @@ def test_watch_answers_new_files_as_they_arrive_and_ctrl_c_ends_cleanly(line, tm
     save_png(watched / "old.png", _line(5))  # present before the start: not answered
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = ["predict", "--ref", str(line["golden"]), "--watch", str(watched)]
+    # SIGINT back to its default in the child: a suite started in the background (`make test &`) ignores it,
+    # and an ignored SIGINT is inherited, so Python would never turn Ctrl-C into KeyboardInterrupt
     proc = subprocess.Popen(
         [sys.executable, "-m", "differad_cli", *cmd],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     out, err = _lines(proc.stdout), _lines(proc.stderr)
     try:
