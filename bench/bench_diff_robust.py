@@ -282,8 +282,18 @@ def main() -> int:
                     for name in args.variants.split(",") if name]  # fmt: skip
         variants += [(f"defaults, k={k} references", {"n_refs": k}) for k in ks]
         rates = [float(v) for v in args.calibrate.split(",") if v]
-        calib = build_set(
-            root / "c", args.n_calibrate, args.size, args.seed + 13, conds, normal_only=True, photos=photos
+        calib = (
+            build_set(
+                root / "c",
+                args.n_calibrate,
+                args.size,
+                args.seed + 13,
+                conds,
+                normal_only=True,
+                photos=photos,
+            )
+            if rates
+            else []
         )
         variants += [(f"defaults, --calibrate (false alarms <= {r:.0%})", {"calibrate": r}) for r in rates]
         n_ano = sum(p.label for p in pairs)

@@ -43,6 +43,8 @@ def bench_hf(args: argparse.Namespace, pinned: str) -> bool:
 
     if args.hf_device == "cpu":
         torch.set_num_threads(1)
+    if args.hf_n < 2:
+        raise SystemExit("--hf-n must be at least 2 (line mode's first target also encodes the prefix)")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model = args.hf_model

@@ -32,8 +32,8 @@ class PredictOptions:
     threshold: str | None = field(
         default=None,
         metadata=_h(
-            "diff: seed difference, 0-255 units, or auto: each pair's own from its noise (MAD rule), "
-            "or with --calibrate one picked on normal pairs [default: 16]."
+            "diff: seed difference, 0-255 units, or auto: each pair's own from its noise (MAD rule) "
+            "[default: 16; --calibrate picks one on normal pairs instead]."
         ),
     )
     min_area: float | None = field(
@@ -171,8 +171,13 @@ def resolve_backend(opts: PredictOptions) -> str:
     if opts.calibrate is not None:
         if name != "diff":
             raise BadInput(f"--calibrate sets the diff backend's threshold; the {name} backend has none")
-        if opts.threshold not in (None, "auto"):
-            raise BadInput("--calibrate picks the threshold: leave --threshold out (or give auto)")
+        if opts.threshold is not None:
+            raise BadInput("--calibrate picks one threshold: leave --threshold out")
+        if opts.num_processes > 1:
+            raise BadInput(
+                "--calibrate runs in one process: calibrate once, then give the threshold it prints with "
+                "--threshold and --num-processes"
+            )
     if opts.illumination not in ILLUMINATION:
         choices = ", ".join(ILLUMINATION)
         raise BadInput(f"unknown --illumination '{opts.illumination}' (choose from: {choices})")

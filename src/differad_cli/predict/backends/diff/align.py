@@ -133,11 +133,11 @@ def _refine(
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-5)
         guess = (m @ (start if warp is None else warp) @ inv).astype(np.float32)
         try:
-            cc, out = cv2.findTransformECC(t, r, guess, cv2.MOTION_HOMOGRAPHY, criteria, fit, 5)
+            score, out = cv2.findTransformECC(t, r, guess, cv2.MOTION_HOMOGRAPHY, criteria, fit, 5)
         except cv2.error:
             continue
         if _plausible(inv @ out @ m, w, h, cfg):
-            warp = (inv @ out @ m).astype(np.float32)
+            warp, cc = (inv @ out @ m).astype(np.float32), score  # the correlation of the fit kept
     return warp, cc
 
 

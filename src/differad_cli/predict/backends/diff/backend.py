@@ -72,7 +72,8 @@ class DiffBackend:
         """The pair's reference (with --n-refs / --refs: all its prepared references) and target."""
         ref, tgt = load_pair_images(p.ref, p.tgt)
         candidates = dict.fromkeys([*(p.refs or []), *self.shared])
-        extra = [q for q in candidates if q != p.ref][: self.cfg.n_refs - 1]
+        own = {Path(p.ref).resolve(), Path(p.tgt).resolve()}  # never the target as its own reference
+        extra = [q for q in candidates if Path(q).resolve() not in own][: self.cfg.n_refs - 1]
         if not extra:
             return ref, tgt
         h, w = tgt.shape[:2]
@@ -82,10 +83,19 @@ class DiffBackend:
         """Set the threshold from normal ``pairs`` so that at most ``false_alarm`` of them are flagged
         (``calibrate.py``); returns what was chosen and how many were flagged at it."""
         self.cfg.auto_threshold = False  # one threshold for every pair; the noise floor stays per pair
-        criticals = [critical_threshold(compare(*self._images(p), self.cfg)[0], self.cfg) for p in pairs]
+        criticals, floors = [], []
+        for p in pairs:
+            diffs = compare(*self._images(p), self.cfg)[0]
+            criticals.append(critical_threshold(diffs, self.cfg))
+            floors.append(max(d.floor for d in diffs))
         thr, flagged = pick_threshold(criticals, false_alarm)
+        # below every good part's own noise floor the calibration saw nothing: never go lower than the
+        # quietest one's, or quieter parts later would be flagged at their noise
+        lowest = max(LOWEST, min(floors))
+        floor = " (the quietest good part's noise floor: nothing lower was tested)" if thr < lowest else ""
+        thr = max(thr, lowest)
+        flagged = sum(c > thr for c in criticals)  # the same: no good part is flagged below its floor
         self.cfg.threshold = thr
-        floor = " (the lowest searched: each pair's own noise floor decides)" if thr <= LOWEST else ""
         console.info(
             f"calibrated threshold {thr:.1f}{floor} on {len(pairs)} normal pairs: {flagged} flagged at it "
             f"({flagged / len(pairs):.1%}; asked for at most {false_alarm:.1%})"
