@@ -1,10 +1,11 @@
 """Sweep: which cold-start recipe makes the learner localize, and after how many samples.
 
-A learning curve per recipe (held-out Acc@0.3 / mIoU / image F1 / invalid answers every ``--eval-steps``), many
-recipes side by side, under one wall-clock budget: made for a lent GPU (the learner is tiny, so several runs
-share one card), where thousands of steps take minutes, to choose what the 20-minute CPU recipe
-(``recipes/learner_cpu/cold.yaml``, ``bench/bench_learning.py``) should be. Results are the same computation
-as on a CPU (same model, data, loss), only faster; what transfers is *samples seen*, not wall time.
+A learning curve per recipe (held-out Acc@0.3 / mIoU / image F1 / invalid answers every
+``--eval-steps``), many recipes side by side, under one wall-clock budget: made for a lent GPU (the
+learner is tiny, so several runs share one card), where thousands of steps take minutes, to choose what
+the 20-minute CPU recipe (``recipes/learner_cpu/cold.yaml``, ``bench/bench_learning.py``) should be.
+Results are the same computation as on a CPU (same model, data, loss), only faster; what transfers is
+*samples seen*, not wall time.
 
 Every run is ``train_cold`` with a recipe derived from ``recipes/learner_cpu/cold.yaml`` and the project's own
 periodic evaluation (``eval_pairs`` / ``eval_steps``, written to the run's ``train_log.jsonl`` as it happens),
