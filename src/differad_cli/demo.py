@@ -215,8 +215,10 @@ def _evaluation(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -> di
     best = max(blind, key=lambda n: blind[n]["acc_0.3"])
     metrics: dict[str, dict[str, Any]] = {"constant": {"overall": blind[best], "answer": best}}
     runs = [("diff", paths["eval_diff"], PredictOptions(backend="diff", seed=cfg.seed))]
-    for name, model in (("learner-cold", paths["cold"]), ("learner-rl", paths["rl"])):
-        folder = paths["eval_cold" if name == "learner-cold" else "eval_rl"]
+    for name, model, folder in (
+        ("learner-cold", paths["cold"], paths["eval_cold"]),
+        ("learner-rl", paths["rl"], paths["eval_rl"]),
+    ):
         runs.append((name, folder, PredictOptions(backend="hf", model=str(model), max_new_tokens=48)))
     for name, folder, opts in runs:
         with _stage(f"eval {name}", timings) as stage:

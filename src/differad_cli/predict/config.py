@@ -43,11 +43,11 @@ class PredictOptions:
         default=1,
         metadata=_h("diff: compare with up to this many references (the record's ref, then its refs)."),
     )
-    illumination: str = field(
-        default="plane",
+    illumination: str | None = field(
+        default=None,
         metadata=_h(
             "diff: lighting model: global (gain/offset) | plane (a planar gain field: lighting ramps) | "
-            "field (quadratic) | local (local mean/contrast)."
+            "field (quadratic) | local (local mean/contrast) [default: plane]."
         ),
     )
     refs: Path | None = field(
@@ -178,7 +178,7 @@ def resolve_backend(opts: PredictOptions) -> str:
                 "--calibrate runs in one process: calibrate once, then give the threshold it prints with "
                 "--threshold and --num-processes"
             )
-    if opts.illumination not in ILLUMINATION:
+    if opts.illumination is not None and opts.illumination not in ILLUMINATION:
         choices = ", ".join(ILLUMINATION)
         raise BadInput(f"unknown --illumination '{opts.illumination}' (choose from: {choices})")
     if not 0 <= opts.false_alarm < 1:

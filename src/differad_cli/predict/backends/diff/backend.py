@@ -34,9 +34,9 @@ class DiffBackend:
         n_refs: int = 1,
         refs_dir: Path | None = None,
         maps_dir: Path | None = None,
-        illumination: str = "plane",
+        illumination: str | None = None,
     ):
-        cfg = DiffConfig(illumination=illumination)
+        cfg = DiffConfig() if illumination is None else DiffConfig(illumination=illumination)
         if n_refs < 1:
             raise BadInput("--n-refs must be at least 1")
         cfg.n_refs = n_refs
