@@ -163,3 +163,34 @@ def test_gain_fields_hold_on_a_flat_surface_under_a_ramp() -> None:
     tgt[60:80, 120:150] = (20, 230, 40)
     res = localize(ref, tgt, DiffConfig(illumination="plane"))
     assert iou(res.box, (120, 60, 150, 80)) >= 0.5, res.box
+
+
+def test_gain_field_leaves_no_residue_of_a_pure_ramp() -> None:
+    """A multiplicative ramp is exactly a planar gain field: the matched reference equals the target up to
+    rounding. With the global gain/offset and the field fitted once each, part of the ramp stayed in the
+    offset and left an intensity-dependent residue of 5-9 (0-255) on bright objects."""
+    from differad_cli.predict.backends.diff.photometric import match_gain_field
+
+    ref = scene(23).astype(np.float32)
+    tgt = ramp(ref.astype(np.uint8), 0.3).astype(np.float32)
+    unclipped = (tgt < 254).all(axis=2)
+    valid = np.ones(ref.shape[:2], bool)
+    for order in (1, 2):
+        out = match_gain_field(ref, tgt, valid, order=order)
+        assert float(np.abs(out - tgt)[unclipped].max()) < 2.0, order
+
+
+def test_window_mean_finds_a_faint_extended_defect_under_noise() -> None:
+    """A large defect at a third of the seed threshold under sensor noise: no pixel reaches the threshold,
+    so the pixel seeds miss it; its 9x9 window mean stands out and the box covers it."""
+    rng = np.random.default_rng(7)
+    ref = scene(24)
+    noisy = lambda img: np.clip(img + rng.normal(0, 2.0, img.shape), 0, 255).astype(np.uint8)  # noqa: E731
+    tgt = ref.astype(np.float32)
+    tgt[50:100, 40:110] += 9.0
+    ref_n, tgt_n = noisy(ref.astype(np.float32)), noisy(tgt)
+    assert not localize(ref_n, tgt_n, DiffConfig(area_window=0)).anomalous
+    res = localize(ref_n, tgt_n, DiffConfig())
+    assert res.anomalous and iou(res.box, (40, 50, 110, 100)) >= 0.5, res.box
+    # the same noise with no defect stays normal
+    assert not localize(noisy(ref.astype(np.float32)), noisy(ref.astype(np.float32)), DiffConfig()).anomalous

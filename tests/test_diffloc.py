@@ -74,7 +74,11 @@ def test_threshold_and_min_area_control_detection() -> None:
     tgt = ref.copy()
     tgt[60:66, 60:66] = np.clip(tgt[60:66, 60:66].astype(int) + 45, 0, 255)  # faint, small defect
     assert localize(ref, tgt, DiffConfig(threshold=25)).anomalous
-    assert not localize(ref, tgt, DiffConfig(threshold=80)).anomalous
+    # pixel seeds need 80; the window-mean seeds (area_ratio x threshold) still see the raised patch at 80
+    # and stop seeing it once its window mean (~35 of 255) is under that level
+    assert not localize(ref, tgt, DiffConfig(threshold=80, area_window=0)).anomalous
+    assert localize(ref, tgt, DiffConfig(threshold=80)).anomalous
+    assert not localize(ref, tgt, DiffConfig(threshold=160)).anomalous
     assert not localize(ref, tgt, DiffConfig(threshold=25, min_area=0.01)).anomalous
 
 

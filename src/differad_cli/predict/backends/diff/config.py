@@ -16,6 +16,16 @@ class DiffConfig:
         metadata={"help": "Seed difference, 0-255 intensity units: lower finds fainter defects."},
     )
     low_ratio: float = field(default=0.5, metadata={"help": "Regions grow over pixels above threshold*this."})
+    area_window: int = field(
+        default=9,
+        metadata={
+            "help": "Also seed where the mean difference over this window (working pixels) exceeds "
+            "threshold*area-ratio: faint defects that are large (0: off)."
+        },
+    )
+    area_ratio: float = field(
+        default=0.25, metadata={"help": "Window-mean seed level, as a fraction of the threshold."}
+    )
     min_area: float = field(
         default=0.0005, metadata={"help": "Smallest anomaly, as a fraction of the image area (else normal)."}
     )

@@ -53,6 +53,25 @@ def _basis(h: int, w: int, step: int, order: int = 2) -> tuple[np.ndarray, np.nd
     return full, full[::step, ::step]
 
 
+ROUNDS = 3  # alternations of the global fit and the field fit
+
+
+def _robust_lstsq(design: np.ndarray, rest: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """rest ~ design @ coef on ``keep``, refitted on the rows within 3 robust sigmas (a defect does not
+    bend it)."""
+    k = keep.copy()
+    coef = np.zeros(design.shape[1], np.float32)
+    for _ in range(3):
+        if k.sum() < 64:
+            break
+        coef, *_ = np.linalg.lstsq(design[k], rest[k], rcond=None)
+        res = rest - design @ coef
+        med = float(np.median(res[keep]))
+        mad = float(np.median(np.abs(res[keep] - med)))
+        k = keep & (np.abs(res - med) <= 3.0 * 1.4826 * mad + 2.0)
+    return coef.astype(np.float32)
+
+
 def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray, order: int = 2) -> np.ndarray:
     """The aligned reference times a smooth gain field (a plane with ``order`` 1, quadratic with 2) plus a
     per-channel offset, fitted on the overlap: a lighting ramp or vignetting is a slowly varying multiplier,
@@ -74,20 +93,15 @@ def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray, order:
     ph = phi.reshape(-1, phi.shape[-1])[:, 1:]  # the spatial terms; the constant is the global gain
     out = np.empty_like(ref)
     for ch in range(c):
-        a, b = _fit_gain(x[keep, ch], y[keep, ch])
-        design = ph * x[:, ch : ch + 1]
-        rest = y[:, ch] - (a * x[:, ch] + b)
-        k = keep.copy()
-        coef = np.zeros(design.shape[1], np.float32)
-        for _ in range(3):
-            if k.sum() < 64:
-                break
-            coef, *_ = np.linalg.lstsq(design[k], rest[k], rcond=None)
-            res = rest - design @ coef
-            med = float(np.median(res[keep]))
-            mad = float(np.median(np.abs(res[keep] - med)))
-            k = keep & (np.abs(res - med) <= 3.0 * 1.4826 * mad + 2.0)
-        gain = np.clip(a + full[..., 1:] @ coef.astype(np.float32), 0.5, 2.0)
+        rel = np.zeros(ph.shape[1], np.float32)  # the spatial gain terms, relative to the global gain
+        for _ in range(ROUNDS):
+            # the global gain/offset given the field so far, then the field given them: fitted once each,
+            # a ramp's share of the offset stayed in the offset and left an intensity-dependent residue
+            a, b = _fit_gain(x[keep, ch] * (1.0 + ph[keep] @ rel), y[keep, ch])
+            design = ph * (a * x[:, ch : ch + 1])
+            rest = y[:, ch] - (a * x[:, ch] + b)
+            rel = _robust_lstsq(design, rest, keep)
+        gain = np.clip(a * (1.0 + full[..., 1:] @ rel), 0.5, 2.0)
         out[:, :, ch] = ref[:, :, ch] * gain + b
     return np.clip(out, 0.0, 255.0, out=out)
 
