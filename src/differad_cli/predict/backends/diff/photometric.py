@@ -53,23 +53,15 @@ def _basis(h: int, w: int, step: int, order: int = 2) -> tuple[np.ndarray, np.nd
     return full, full[::step, ::step]
 
 
-ROUNDS = 3  # alternations of the global fit and the field fit
+ROUNDS = 4  # alternations of the global fit and the field fit (each also renews the inliers)
 
 
-def _robust_lstsq(design: np.ndarray, rest: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """rest ~ design @ coef on ``keep``, refitted on the rows within 3 robust sigmas (a defect does not
-    bend it)."""
-    k = keep.copy()
-    coef = np.zeros(design.shape[1], np.float32)
-    for _ in range(3):
-        if k.sum() < 64:
-            break
-        coef, *_ = np.linalg.lstsq(design[k], rest[k], rcond=None)
-        res = rest - design @ coef
-        med = float(np.median(res[keep]))
-        mad = float(np.median(np.abs(res[keep] - med)))
-        k = keep & (np.abs(res - med) <= 3.0 * 1.4826 * mad + 2.0)
-    return coef.astype(np.float32)
+def _gain_offset(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """y ~ a*x + b by least squares (a in 0.5-2); a flat reference channel gets the median offset only."""
+    if x.size < 16 or x.var() < 1.0:
+        return 1.0, float(np.median(y - x)) if x.size else 0.0
+    a = float(np.clip(np.cov(x, y, bias=True)[0, 1] / x.var(), 0.5, 2.0))
+    return a, float(y.mean() - a * x.mean())
 
 
 def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray, order: int = 2) -> np.ndarray:
@@ -93,14 +85,23 @@ def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray, order:
     ph = phi.reshape(-1, phi.shape[-1])[:, 1:]  # the spatial terms; the constant is the global gain
     out = np.empty_like(ref)
     for ch in range(c):
+        xc, yc = x[:, ch], y[:, ch]
         rel = np.zeros(ph.shape[1], np.float32)  # the spatial gain terms, relative to the global gain
+        k = keep
         for _ in range(ROUNDS):
-            # the global gain/offset given the field so far, then the field given them: fitted once each,
-            # a ramp's share of the offset stayed in the offset and left an intensity-dependent residue
-            a, b = _fit_gain(x[keep, ch] * (1.0 + ph[keep] @ rel), y[keep, ch])
-            design = ph * (a * x[:, ch : ch + 1])
-            rest = y[:, ch] - (a * x[:, ch] + b)
-            rel = _robust_lstsq(design, rest, keep)
+            # the global gain/offset given the field so far, then the field given them, then the inliers
+            # (within 3 robust sigmas: a defect does not bend the fit). Fitted once each, a ramp's share of
+            # the offset stayed in the offset and left an intensity-dependent residue on bright objects
+            a, b = _gain_offset(xc[k] * (1.0 + ph[k] @ rel), yc[k])
+            design = ph * (a * xc)[:, None]
+            rest = yc - (a * xc + b)
+            dk = design[k]
+            if k.sum() >= 64:
+                normal = dk.T @ dk + 1e-6 * np.eye(dk.shape[1])
+                rel = np.linalg.solve(normal, dk.T @ rest[k]).astype(np.float32)
+            res = rest - design @ rel
+            med = float(np.median(res[keep]))
+            k = keep & (np.abs(res - med) <= 3.0 * 1.4826 * float(np.median(np.abs(res[keep] - med))) + 2.0)
         gain = np.clip(a * (1.0 + full[..., 1:] @ rel), 0.5, 2.0)
         out[:, :, ch] = ref[:, :, ch] * gain + b
     return np.clip(out, 0.0, 255.0, out=out)
