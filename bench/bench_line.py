@@ -51,6 +51,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--size", type=int, default=800)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--golden", type=Path, default=None, help="diff: the product image (default: synth's)")
     ap.add_argument("--hf-model", type=Path, default=None, help="a checkpoint (default: build the learner)")
     ap.add_argument("--hf-family", default="qwen2_vl")
     ap.add_argument("--hf-preset", default="learner")
@@ -84,11 +85,20 @@ def bench_diff(args: argparse.Namespace, pinned: str) -> bool:
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        synthesize(SynthConfig(out=root / "s", n=args.n, size=args.size, seed=7, workers=1))
         from differad_cli.core.records import read_pairs
 
+        # one product: the golden image, and a stream of targets made from it by synth (its defects, its
+        # pose and brightness jitter, a quarter of them normal), each compared with the golden image
+        (root / "golden").mkdir()
+        golden = root / "golden" / "golden.png"
+        if args.golden is not None:
+            save_png(golden, load_rgb(args.golden))
+        else:
+            synthesize(SynthConfig(out=root / "g", n=1, size=args.size, seed=7, workers=1, p_normal=1.0))
+            save_png(golden, load_rgb(read_pairs(root / "g" / "pairs.jsonl")[0].ref))
+        cfg = SynthConfig(out=root / "s", n=args.n, size=args.size, seed=8, workers=1, normals=golden.parent)
+        synthesize(cfg)
         made = read_pairs(root / "s" / "pairs.jsonl")
-        golden = made[0].ref  # one reference for the whole line: the targets are the synthesized ones
         pairs = [Pair(p.id, golden, p.tgt, p.box, p.label, p.width, p.height) for p in made]
         save_png(root / "probe.png", cv2.imread(str(golden))[:, :, ::-1])  # warm the codecs
         backend = DiffBackend()

@@ -69,10 +69,10 @@ def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray, order:
     per-channel offset, fitted on the overlap: a lighting ramp or vignetting is a slowly varying multiplier,
     which one global gain misses.
 
-    The global gain/offset comes first (:func:`_fit_gain`); the field only adds the gain's spatial terms on
-    top. Fitting gain and offset together is ill-posed on a flat surface (gain x mean + offset is all the
-    pixels tell), and clipping such a split gain then broke the whole map. Robust like :func:`_fit_gain`:
-    refits on the pixels within 3 robust sigmas, so a defect (a minority of the overlap) does not bend it.
+    The spatial terms multiply the global gain and are fitted in turn with the global gain/offset, not
+    jointly: fitting gain and offset together is ill-posed on a flat surface (gain x mean + offset is all
+    the pixels tell), and clipping such a split gain broke the whole map. Robust: each round refits on the
+    pixels within 3 robust sigmas, so a defect (a minority of the overlap) does not bend it.
     """
     h, w, c = ref.shape
     step = 4
