@@ -39,7 +39,7 @@ from one_core import pin_one_core  # first: one BLAS/OpenMP thread before numpy 
 
 CONDITIONS = ("geometry", "light", "noise", "jpeg", "contrast")
 # name -> DiffConfig overrides; "today" is the pipeline before issue 13, the defaults were picked on seed 99
-TODAY = {"homography": False, "illumination": "global", "noise_k": 0.0, "threshold": 20.0}
+TODAY = {"homography": False, "illumination": "global", "noise_k": 0.0, "threshold": 20.0, "area_window": 0}
 VARIANTS: dict[str, dict] = {
     "today": TODAY,
     "+homography": {**TODAY, "homography": True},
