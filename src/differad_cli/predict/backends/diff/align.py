@@ -13,9 +13,12 @@ HIGH_PASS = 24.0  # sigma (working pixels) of the lighting removed before the ho
 # which its fit is not trusted: on retina photographs the 8-dof fit drifted to 0.68-0.78 with wrong
 # rotations of 10-20 degrees, while correct fits scored 0.95-0.999 (bench_diff_robust --photos skimage).
 ECC_MIN = 0.9
+# The shift + rotation start's correlation on high-passed images below which their homography fit is not tried
+# (the plain images are): 0.14-0.78 on smooth synth surfaces, where the high-passed fit then failed too.
+HP_HOPELESS = 0.8
 
 
-def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> np.ndarray | None:
+def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> tuple[np.ndarray, float] | None:
     """One ECC (Euclidean) fit on the central part: a moved target's borders hold filled-in content."""
     h, w = tgt.shape
     my, mx = round(h * ECC_MARGIN), round(w * ECC_MARGIN)
@@ -23,10 +26,10 @@ def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> np.n
     fit[my : h - my, mx : w - mx] = 1
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-6)
     try:
-        _, out = cv2.findTransformECC(tgt, ref, warp.copy(), cv2.MOTION_EUCLIDEAN, criteria, fit, 5)
+        cc, out = cv2.findTransformECC(tgt, ref, warp.copy(), cv2.MOTION_EUCLIDEAN, criteria, fit, 5)
     except cv2.error:
         return None  # did not converge (flat or unrelated images)
-    return out
+    return out, float(cc)
 
 
 def estimate_alignment(
@@ -38,9 +41,17 @@ def estimate_alignment(
     refinement at full working size (sub-pixel accuracy where it matters: at the image borders), left out
     with ``coarse_only`` (a start for the homography, which refines at full size itself).
     """
+    return _euclidean(ref_gray, tgt_gray, cfg, coarse_only)[0]
+
+
+def _euclidean(
+    ref_gray: np.ndarray, tgt_gray: np.ndarray, cfg: DiffConfig, coarse_only: bool
+) -> tuple[np.ndarray, float]:
+    """:func:`estimate_alignment` and the ECC correlation of the last fit it kept (0 when none)."""
     h, w = tgt_gray.shape
     factors = ((2,) if coarse_only else (2, 1)) if min(h, w) >= 64 else (1,)
     warp = np.eye(2, 3, dtype=np.float32)
+    cc = 0.0
     prev = factors[0]
     for level, f in enumerate(factors):
         t = cv2.resize(tgt_gray, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else tgt_gray
@@ -53,14 +64,15 @@ def estimate_alignment(
         else:
             warp[:, 2] *= prev / f
         prev = f
-        fitted = _ecc(t, r, warp, 100 if level == 0 else 30)
-        if fitted is None:
+        result = _ecc(t, r, warp, 100 if level == 0 else 30)
+        if result is None:
             continue
+        fitted, score = result
         angle = np.degrees(np.arctan2(fitted[1, 0], fitted[0, 0]))
         if abs(angle) <= cfg.max_rotation and np.all(np.abs(fitted[:, 2]) <= cfg.max_shift * max(t.shape)):
-            warp = fitted.astype(np.float32)
+            warp, cc = fitted.astype(np.float32), score
     warp[:, 2] *= prev
-    return warp
+    return warp, cc
 
 
 def motion(warp: np.ndarray, w: int, h: int, scale: float) -> tuple[tuple[float, float], float]:
@@ -116,9 +128,16 @@ def reference_side(ref_gray: np.ndarray, cache: dict | None = None) -> dict:
 
 
 def _refine(
-    start: np.ndarray, tgt: np.ndarray, ref_levels: dict, w: int, h: int, cfg: DiffConfig
+    start: np.ndarray,
+    tgt: np.ndarray,
+    ref_levels: dict,
+    w: int,
+    h: int,
+    cfg: DiffConfig,
+    give_up: float = 0.0,
 ) -> tuple[np.ndarray | None, float]:
-    """ECC with a homography model from ``start``, half size then full size: (warp or None, correlation)."""
+    """ECC with a homography model from ``start``, half size then full size: (warp or None, correlation).
+    The full-size step (the costly one) is left out when the half-size fit correlates below ``give_up``."""
     half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
     warp, cc = None, 0.0
     levels = ((2, 30), (1, 10)) if min(h, w) >= 64 else ((1, 40),)
@@ -138,6 +157,8 @@ def _refine(
             continue
         if _plausible(inv @ out @ m, w, h, cfg):
             warp, cc = (inv @ out @ m).astype(np.float32), score  # the correlation of the fit kept
+        if f > 1 and score < give_up:
+            break
     return warp, cc
 
 
@@ -167,15 +188,20 @@ def estimate_homography(
     euclid = np.eye(2, 3, dtype=np.float32)
     fell_back = start is None
     tgt_hp = _high_pass(tgt_gray)
+    hopeless = False
     if fell_back:  # on high-passed images too: on a flat surface a lighting ramp alone fakes a shift
-        euclid = estimate_alignment(prepared["pyramid"][1], tgt_hp, cfg, coarse_only=True)
+        euclid, ecc_cc = _euclidean(prepared["pyramid"][1], tgt_hp, cfg, coarse_only=True)
         start = np.vstack([euclid, [0.0, 0.0, 1.0]]).astype(np.float32)
+        hopeless = ecc_cc < HP_HOPELESS
     # ECC on high-passed images: a lighting ramp would otherwise pull the 8-dof fit into a false zoom. Without
     # ORB's start the image has little texture: a fit that correlates poorly is retried on the plain images,
-    # and the Euclidean start is kept when that does no better
-    warp, cc = _refine(start, tgt_hp, prepared["pyramid"], w, h, cfg)
-    if warp is not None and fell_back and cc < ECC_MIN:
-        warp, cc = _refine(start, tgt_gray, prepared["plain"], w, h, cfg)
+    # and the Euclidean start is kept when that does no better. Where even the Euclidean start correlates
+    # poorly on the high-passed images (smooth surfaces: the high-pass leaves mostly noise), the plain images
+    # come first; fits that cannot reach ECC_MIN at half size are not refined at full size
+    give_up = ECC_MIN - 0.2 if fell_back else 0.0
+    warp, cc = (None, 0.0) if hopeless else _refine(start, tgt_hp, prepared["pyramid"], w, h, cfg, give_up)
+    if fell_back and (hopeless or (warp is not None and cc < ECC_MIN)):
+        warp, cc = _refine(start, tgt_gray, prepared["plain"], w, h, cfg, give_up)
         warp = warp if cc >= ECC_MIN else None
     refined = warp is not None
     start = warp if warp is not None else start
