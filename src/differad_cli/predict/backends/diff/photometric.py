@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -43,25 +45,38 @@ def match_gain(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarra
     return np.clip(out, 0.0, 255.0, out=out)  # the target saturates too: never flag clipped highlights
 
 
+@functools.lru_cache(maxsize=8)
 def _basis(h: int, w: int, step: int, order: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Polynomial terms in x, y (-1..1) up to ``order`` (1: a plane, 2: quadratic) on the full grid and on
-    every ``step``-th pixel."""
+    """The spatial polynomial terms in x, y (-1..1) up to ``order`` (1: a plane, 2: quadratic), without the
+    constant: (h, w, p) on the full grid and (n, p) on every ``step``-th pixel. Cached (read-only): line
+    mode and batches see one size over and over."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     xx, yy = 2.0 * xx / max(w - 1, 1) - 1.0, 2.0 * yy / max(h - 1, 1) - 1.0
-    terms = [np.ones_like(xx), xx, yy] + ([xx * xx, xx * yy, yy * yy] if order >= 2 else [])
+    terms = [xx, yy] + ([xx * xx, xx * yy, yy * yy] if order >= 2 else [])
     full = np.stack(terms, axis=-1)
-    return full, full[::step, ::step]
+    sub = np.ascontiguousarray(full[::step, ::step].reshape(-1, full.shape[-1]))
+    full.flags.writeable = sub.flags.writeable = False
+    return full, sub
 
 
 ROUNDS = 4  # alternations of the global fit and the field fit (each also renews the inliers)
 
 
-def _gain_offset(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """y ~ a*x + b by least squares (a in 0.5-2); a flat reference channel gets the median offset only."""
-    if x.size < 16 or x.var() < 1.0:
-        return 1.0, float(np.median(y - x)) if x.size else 0.0
-    a = float(np.clip(np.cov(x, y, bias=True)[0, 1] / x.var(), 0.5, 2.0))
-    return a, float(y.mean() - a * x.mean())
+def _gain_offset(z: np.ndarray, y: np.ndarray, wt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel (row), y ~ a*z + b by least squares over the columns weighted 1 in ``wt`` (a in 0.5-2);
+    a flat channel (variance < 1, or under 16 pixels) gets the median offset only. Arrays (channels, n)."""
+    n = wt.sum(axis=1, keepdims=True)
+    safe = np.maximum(n, 1.0)
+    mz, my = (wt * z).sum(axis=1, keepdims=True) / safe, (wt * y).sum(axis=1, keepdims=True) / safe
+    dz = z - mz
+    var = (wt * dz * dz).sum(axis=1, keepdims=True) / safe
+    cov = (wt * dz * (y - my)).sum(axis=1, keepdims=True) / safe
+    a = np.clip(cov / np.maximum(var, 1e-12), 0.5, 2.0)
+    b = my - a * mz
+    for ch in np.flatnonzero((n < 16) | (var < 1.0)):
+        cols = wt[ch] > 0
+        a[ch], b[ch] = 1.0, float(np.median(y[ch, cols] - z[ch, cols])) if cols.any() else 0.0
+    return a, b
 
 
 def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray, order: int = 2) -> np.ndarray:
@@ -76,34 +91,35 @@ def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray, order:
     """
     h, w, c = ref.shape
     step = 4
-    full, phi = _basis(h, w, step, order)
+    full, ph = _basis(h, w, step, order)  # the spatial terms; the constant is the global gain
     keep = valid[::step, ::step].reshape(-1).copy()
-    x = ref[::step, ::step].reshape(-1, c)
-    y = tgt[::step, ::step].reshape(-1, c)
     if keep.sum() < 64:
         return match_gain(ref, tgt, valid)
-    ph = phi.reshape(-1, phi.shape[-1])[:, 1:]  # the spatial terms; the constant is the global gain
-    out = np.empty_like(ref)
-    for ch in range(c):
-        xc, yc = x[:, ch], y[:, ch]
-        rel = np.zeros(ph.shape[1], np.float32)  # the spatial gain terms, relative to the global gain
-        k = keep
-        for _ in range(ROUNDS):
-            # the global gain/offset given the field so far, then the field given them, then the inliers
-            # (within 3 robust sigmas: a defect does not bend the fit). Fitted once each, a ramp's share of
-            # the offset stayed in the offset and left an intensity-dependent residue on bright objects
-            a, b = _gain_offset(xc[k] * (1.0 + ph[k] @ rel), yc[k])
-            design = ph * (a * xc)[:, None]
-            rest = yc - (a * xc + b)
-            dk = design[k]
-            if k.sum() >= 64:
-                normal = dk.T @ dk + 1e-6 * np.eye(dk.shape[1])
-                rel = np.linalg.solve(normal, dk.T @ rest[k]).astype(np.float32)
-            res = rest - design @ rel
-            med = float(np.median(res[keep]))
-            k = keep & (np.abs(res - med) <= 3.0 * 1.4826 * float(np.median(np.abs(res[keep] - med))) + 2.0)
-        gain = np.clip(a * (1.0 + full[..., 1:] @ rel), 0.5, 2.0)
-        out[:, :, ch] = ref[:, :, ch] * gain + b
+    # (channels, pixels): every reduction below runs along contiguous rows
+    x = np.ascontiguousarray(ref[::step, ::step].reshape(-1, c).T)
+    y = np.ascontiguousarray(tgt[::step, ::step].reshape(-1, c).T)
+    pht = np.ascontiguousarray(ph.T)
+    rel = np.zeros((c, ph.shape[1]), np.float32)  # per channel: the spatial gain terms / the global gain
+    wt = np.repeat(keep[None, :], c, axis=0).astype(np.float32)  # inliers per channel (1 / 0)
+    ridge = 1e-6 * np.eye(ph.shape[1])
+    for _ in range(ROUNDS):
+        # the global gain/offset given the field so far, then the field given them, then the inliers
+        # (within 3 robust sigmas: a defect does not bend the fit); all channels at once. Fitted once each,
+        # a ramp's share of the offset stayed in the offset and left an intensity-dependent residue
+        a, b = _gain_offset(x * (1.0 + rel @ pht), y, wt)
+        ax = a * x
+        rest = y - (ax + b)
+        w2 = wt * ax * ax
+        normal = np.stack([(pht * w2[i]) @ ph for i in range(c)]) + ridge
+        solved = np.linalg.solve(normal, ((wt * ax * rest) @ ph)[..., None])[..., 0]
+        rel = np.where(wt.sum(axis=1, keepdims=True) >= 64, solved, rel).astype(np.float32)
+        res = rest - ax * (rel @ pht)
+        kept = res[:, keep]
+        med = np.median(kept, axis=1, keepdims=True)
+        mad = np.median(np.abs(kept - med), axis=1, keepdims=True)
+        wt = (keep[None, :] & (np.abs(res - med) <= 3.0 * 1.4826 * mad + 2.0)).astype(np.float32)
+    gain = np.clip(a[:, 0] * (1.0 + full @ rel.T), 0.5, 2.0)
+    out = ref * gain.astype(np.float32) + b[:, 0].astype(np.float32)
     return np.clip(out, 0.0, 255.0, out=out)
 
 
