@@ -178,3 +178,25 @@ def test_cli_calibrate_and_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ):
         assert run_cli(monkeypatch, "predict", "--ref", golden, pairs[0].tgt, *bad) == 2, bad
         assert "Traceback" not in capsys.readouterr().err
+
+
+def test_diff_options_with_another_backend_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The diff backend's options given to another backend exit 2 naming the option, instead of being
+    ignored without a word; --false-alarm needs --calibrate."""
+    golden, _good, pairs = _line_set(tmp_path, 2, 1)
+    openai = ["--backend", "openai", "--endpoint", "http://127.0.0.1:9", "--model", "m"]
+    for extra, flag in (
+        (["--illumination", "global"], "--illumination"),
+        (["--threshold", "20"], "--threshold"),
+        (["--min-area", "0.01"], "--min-area"),
+        (["--n-refs", "3"], "--n-refs"),
+        (["--refs", str(tmp_path / "good")], "--refs"),
+    ):
+        assert run_cli(monkeypatch, "predict", "--ref", golden, pairs[0].tgt, *openai, *extra) == 2, extra
+        err = capsys.readouterr().err
+        assert f"{flag} is an option of the diff backend" in err and "Traceback" not in err, err
+    assert run_cli(monkeypatch, "predict", "--ref", golden, pairs[0].tgt, "--false-alarm", "0.1") == 2
+    err = capsys.readouterr().err
+    assert "--false-alarm" in err and "--calibrate" in err and "Traceback" not in err, err

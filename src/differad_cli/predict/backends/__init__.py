@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from differad_cli.core.records import Pair, Prediction
-from differad_cli.predict.config import PredictOptions, resolve_backend
+from differad_cli.predict.config import FALSE_ALARM, PredictOptions, resolve_backend
 
 
 class Backend(Protocol):
@@ -39,7 +39,8 @@ def make_backend(opts: PredictOptions, reference: Path | None = None) -> Backend
             maps_dir=opts.maps_out, illumination=opts.illumination,
         )  # fmt: skip
         if opts.calibrate is not None:
-            backend.calibrate(calibration_pairs(opts.calibrate, reference, opts.seed), opts.false_alarm)
+            rate = FALSE_ALARM if opts.false_alarm is None else opts.false_alarm
+            backend.calibrate(calibration_pairs(opts.calibrate, reference, opts.seed), rate)
         return backend
     if name == "openai":
         from differad_cli.predict.backends.openai import OpenAIBackend, OpenAIConfig

@@ -13,7 +13,10 @@ from differad_cli.core.boxes import IntBox
 class DiffConfig:
     threshold: float = field(
         default=16.0,
-        metadata={"help": "Seed difference, 0-255 intensity units: lower finds fainter defects."},
+        metadata={
+            "help": "Seed difference, 0-255 intensity units: lower finds fainter defects (window-mean seeds "
+            "sit at area_ratio times it)."
+        },
     )
     low_ratio: float = field(default=0.5, metadata={"help": "Regions grow over pixels above threshold*this."})
     area_window: int = field(
