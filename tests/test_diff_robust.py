@@ -194,3 +194,35 @@ def test_window_mean_finds_a_faint_extended_defect_under_noise() -> None:
     assert res.anomalous and iou(res.box, (40, 50, 110, 100)) >= 0.5, res.box
     # the same noise with no defect stays normal
     assert not localize(noisy(ref.astype(np.float32)), noisy(ref.astype(np.float32)), DiffConfig()).anomalous
+
+
+def test_window_seeds_keep_min_area_and_tight_boxes() -> None:
+    """The window seeds reach half a window beyond a defect; the area checked against ``min_area`` and the
+    box count the raised pixels only: a speck under min_area stays normal, a defect's box stays its own."""
+    ref = scene(25)
+    tgt = ref.copy()
+    tgt[90:93, 90:93] = np.clip(tgt[90:93, 90:93].astype(int) + 40, 0, 255)  # 3x3 px: under min_area
+    assert not localize(ref, tgt, DiffConfig()).anomalous
+    tgt = ref.copy()
+    tgt[60:90, 100:140] = np.clip(tgt[60:90, 100:140].astype(int) + 40, 0, 255)
+    res = localize(ref, tgt, DiffConfig())
+    assert res.anomalous and iou(res.box, (100, 60, 140, 90)) >= 0.8, res.box
+    area = 30 * 40 / 192**2
+    assert res.area < 1.3 * area, (res.area, area)  # not the windows' reach (~1.6x here)
+    assert not localize(ref, tgt, DiffConfig(min_area=2 * area)).anomalous
+
+
+def test_calibration_searches_as_high_as_window_seeds_reach() -> None:
+    """A strong, large difference stays flagged by the window seeds far above 255 (up to 255 / area_ratio):
+    its critical threshold is found there, not capped at 256."""
+    from differad_cli.predict.backends.diff.calibrate import critical_threshold
+    from differad_cli.predict.backends.diff.localize import compare
+
+    ref = scene(26)
+    tgt = ref.copy()
+    tgt[40:100, 40:100] = (255, 255, 255) if int(ref[40:100, 40:100].mean()) < 128 else (0, 0, 0)
+    cfg = DiffConfig()
+    crit = critical_threshold(compare(ref, tgt, cfg)[0], cfg)
+    assert crit > 256, crit
+    assert localize(ref, tgt, DiffConfig(threshold=crit - 1)).anomalous
+    assert not localize(ref, tgt, DiffConfig(threshold=crit + 1)).anomalous

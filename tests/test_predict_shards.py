@@ -54,7 +54,8 @@ def test_a_shard_made_with_other_options_is_not_reused(synth_pairs: Path, tmp_pa
     loose = PredictOptions(backend="diff", num_processes=2)
     predict_file(synth_pairs, shard_path(out, 0, 2, _fingerprint(loose, synth_pairs)), loose, shard=(0, 2))
     capsys.readouterr()
-    strict = PredictOptions(backend="diff", threshold=200.0, num_processes=2)
+    # beyond both seed levels (pixels: the threshold; windows: a quarter of it): every pair normal
+    strict = PredictOptions(backend="diff", threshold=1100.0, num_processes=2)
     preds = predict_file(synth_pairs, out, strict)
     assert "already done" not in capsys.readouterr().err
     assert not any(p.is_anomalous for p in preds)  # all computed at the strict threshold

@@ -32,7 +32,8 @@ class PredictOptions:
     threshold: str | None = field(
         default=None,
         metadata=_h(
-            "diff: seed difference, 0-255 units (a 9x9 window whose mean difference exceeds a quarter of it "
+            "diff: seed difference, 0-255 units (a 9x9 window of the 256-pixel working image whose mean "
+            "difference exceeds a quarter of it "
             "seeds too: faint, large defects), or auto: each pair's own from its noise (MAD rule) "
             "[default: 16; --calibrate picks one on normal pairs instead]."
         ),
@@ -183,22 +184,21 @@ def resolve_backend(opts: PredictOptions) -> str:
     if opts.illumination is not None and opts.illumination not in ILLUMINATION:
         choices = ", ".join(ILLUMINATION)
         raise BadInput(f"unknown --illumination '{opts.illumination}' (choose from: {choices})")
+    if name != "diff" and opts.maps_out is not None:
+        raise BadInput(f"--maps writes the diff backend's anomaly maps; the {name} backend has none")
+    if name != "diff":  # the diff backend's options would otherwise be ignored without a word
+        given = [f for f in DIFF_ONLY if getattr(opts, f) is not None]
+        given += ["n_refs"] if opts.n_refs != 1 else []
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise BadInput(f"{flag} is an option of the diff backend; the {name} backend has none")
     if opts.false_alarm is not None:
         if opts.calibrate is None:
             raise BadInput("--false-alarm is the rate --calibrate picks the threshold for: give --calibrate")
         if not 0 <= opts.false_alarm < 1:
             raise BadInput(f"--false-alarm must be a share in [0, 1), got {opts.false_alarm:g}")
-    if name != "diff" and opts.maps_out is not None:
-        raise BadInput(f"--maps writes the diff backend's anomaly maps; the {name} backend has none")
-    if name != "diff":  # the diff backend's options would otherwise be ignored without a word
-        given = [f for f in DIFF_ONLY if getattr(opts, f) is not None] + (
-            ["n_refs"] if opts.n_refs != 1 else []
-        )
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise BadInput(f"{flag} is an option of the diff backend; the {name} backend has none")
     return name
 
 
-DIFF_ONLY = ("threshold", "min_area", "illumination", "refs")
+DIFF_ONLY = ("threshold", "min_area", "illumination", "refs", "false_alarm")
 FALSE_ALARM = 0.05  # --calibrate's default rate

@@ -3,9 +3,12 @@
 Why: a fixed threshold (16) or a per-pair noise rule knows nothing of a product's own harmless variation;
 the industrial practice (a variation model's tolerance, an anomaly detector's threshold) is to set it on good
 samples so that at most a chosen share of them is flagged. Each normal pair is aligned and compared once; the
-decision is then monotone in the threshold (higher: fewer seeds, smaller regions), so the smallest threshold
-that calls the pair normal is found by bisection on its difference map alone. The threshold is the smallest
-value that flags at most ``false_alarm`` of the pairs (the pipeline's noise floor still applies per pair).
+decision is then monotone in the threshold (higher: fewer seeds, smaller regions; the window-mean level's
+median rule scales with the map), so the smallest threshold that calls the pair normal is found by bisection
+on its difference map alone. With several references (the minimum of maps that have different noise floors)
+it is monotone only nearly: contrived maps can turn normal and flagged again as the threshold rises. The
+threshold is the smallest value that flags at most ``false_alarm`` of the pairs (the pipeline's noise floor
+still applies per pair).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from differad_cli.core.records import Pair, read_pairs
 from differad_cli.predict.backends.diff.config import DiffConfig
 from differad_cli.predict.backends.diff.localize import Difference, largest_region
 
-LOWEST, HIGHEST = 0.5, 256.0  # thresholds searched (0-255 units); above 255 nothing can be a seed
+LOWEST, HIGHEST = 0.5, 256.0  # thresholds searched (0-255 units); above 255 no pixel can be a seed
 
 
 def critical_threshold(diffs: list[Difference], cfg: DiffConfig, steps: int = 12) -> float:
@@ -34,7 +37,8 @@ def critical_threshold(diffs: list[Difference], cfg: DiffConfig, steps: int = 12
         region = largest_region(diff, thr, cfg)
         return region is not None and region[3] >= cfg.min_area
 
-    lo, hi = LOWEST, HIGHEST
+    lo = LOWEST
+    hi = HIGHEST / cfg.area_ratio if cfg.area_window > 1 else HIGHEST  # window seeds: thr x area_ratio
     if not flagged(lo):
         return lo
     for _ in range(steps):  # flagged(lo), not flagged(hi)

@@ -153,7 +153,8 @@ def compare(
 # The window-mean seed level never sits below the map's own background: its median plus AREA_MAD_K robust
 # standard deviations (1.4826 MAD, on every other pixel), so a pair whose whole map is raised (a textured
 # photograph aligned to a fraction of a pixel) is not flagged by it. Window, ratio and this picked on
-# bench_diff_robust --photos skimage, seeds 99, 123, 5 (mean Acc@0.3 0.712 -> 0.759 with the window mean);
+# bench_diff_robust --photos skimage, seeds 99, 123, 5 (mean Acc@0.3 0.712 -> 0.798 with the window mean
+# and the alternating gain-field fit);
 # held out: seeds 4242 and 77 (README, "Measured").
 AREA_MAD_K = 16.0
 
@@ -167,7 +168,8 @@ def _area_level(mean: np.ndarray, level: float) -> float:
 def largest_region(diff: np.ndarray, thr: float, cfg: DiffConfig) -> tuple | None:
     """Seeds above ``thr`` (opened 3x3) or, over ``area_window``, a mean above ``thr * area_ratio``, grown
     over pixels above ``thr * low_ratio`` near them: (labels, the largest seeded component's label,
-    component stats, its area as an image fraction), or None.
+    component stats, its area as an image fraction), or None. The area counts the region's own raised
+    pixels (:func:`_raised`), not the window's reach, so ``min_area`` means what it says.
 
     Why the window mean: a faint defect (a third of its contrast, under noise and JPEG) leaves few pixels
     above a threshold that noise must stay under, but many moderately raised ones side by side, which
@@ -178,8 +180,8 @@ def largest_region(diff: np.ndarray, thr: float, cfg: DiffConfig) -> tuple | Non
     if cfg.area_window > 1:
         k = int(cfg.area_window)
         mean = cv2.blur(diff, (k, k))
-        # whole windows: they also join a faint defect's scattered fragments into one region (the box is
-        # then drawn around its raised pixels only, ``region_box``)
+        # whole windows: they also join a faint defect's scattered fragments into one region (the box and
+        # the area then count its raised pixels only)
         strong |= (mean > _area_level(mean, thr * cfg.area_ratio)).astype(np.uint8)
     # weak pixels extend a seeded region only near its seeds (not along every edge it touches)
     near = cv2.dilate(strong, np.ones((2 * GROW + 1, 2 * GROW + 1), np.uint8))
@@ -192,14 +194,24 @@ def largest_region(diff: np.ndarray, thr: float, cfg: DiffConfig) -> tuple | Non
         return None
     areas = np.where(seeded, stats[:, cv2.CC_STAT_AREA], -1)
     best = int(np.argmax(areas))
-    return labels, best, stats, float(areas[best]) / float(diff.size)
-
-
-def region_box(diff: np.ndarray, labels: np.ndarray, best: int, stats: np.ndarray, cfg: DiffConfig) -> tuple:
-    """(x, y, w, h) of region ``best`` in working pixels: with window-mean seeds, around its pixels above
-    the window level only (the windows reach half a window beyond the defect)."""
+    area = float(areas[best])
     if cfg.area_window > 1:
-        ys, xs = np.nonzero((labels == best) & (diff > cfg.threshold * cfg.area_ratio))
+        area = float(np.count_nonzero(_raised(diff, labels, best, thr, cfg)))
+    return labels, best, stats, area / float(diff.size)
+
+
+def _raised(diff: np.ndarray, labels: np.ndarray, best: int, thr: float, cfg: DiffConfig) -> np.ndarray:
+    """Region ``best``'s pixels above the window level (thr x area_ratio): the region without the reach of
+    its windows (half a window beyond the defect)."""
+    return (labels == best) & (diff > thr * cfg.area_ratio)
+
+
+def region_box(
+    diff: np.ndarray, labels: np.ndarray, best: int, stats: np.ndarray, thr: float, cfg: DiffConfig
+) -> tuple:
+    """(x, y, w, h) of region ``best`` in working pixels: with window-mean seeds, around its raised pixels."""
+    if cfg.area_window > 1:
+        ys, xs = np.nonzero(_raised(diff, labels, best, thr, cfg))
         if len(xs):
             return int(xs.min()), int(ys.min()), int(xs.max() - xs.min()) + 1, int(ys.max() - ys.min()) + 1
     return tuple(int(v) for v in stats[best, :4])
@@ -231,7 +243,7 @@ def localize(
     labels, best, stats, frac = region
     if frac < cfg.min_area:
         return DiffResult(ZERO_BOX, False, 0.0, frac, shift, rotation, dmap, note)
-    x, y, bw, bh = region_box(diff, labels, best, stats, cfg)
+    x, y, bw, bh = region_box(diff, labels, best, stats, cfg.threshold, cfg)
     box = (
         max(0, int(np.floor(x / scale))),
         max(0, int(np.floor(y / scale))),

@@ -102,7 +102,7 @@ def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray, order:
     rel = np.zeros((c, ph.shape[1]), np.float32)  # per channel: the spatial gain terms / the global gain
     wt = np.repeat(keep[None, :], c, axis=0).astype(np.float32)  # inliers per channel (1 / 0)
     ridge = 1e-6 * np.eye(ph.shape[1])
-    for _ in range(ROUNDS):
+    for r in range(ROUNDS):
         # the global gain/offset given the field so far, then the field given them, then the inliers
         # (within 3 robust sigmas: a defect does not bend the fit); all channels at once. Fitted once each,
         # a ramp's share of the offset stayed in the offset and left an intensity-dependent residue
@@ -113,6 +113,8 @@ def match_gain_field(ref: np.ndarray, tgt: np.ndarray, valid: np.ndarray, order:
         normal = np.stack([(pht * w2[i]) @ ph for i in range(c)]) + ridge
         solved = np.linalg.solve(normal, ((wt * ax * rest) @ ph)[..., None])[..., 0]
         rel = np.where(wt.sum(axis=1, keepdims=True) >= 64, solved, rel).astype(np.float32)
+        if r == ROUNDS - 1:
+            break  # the last round's inliers would not be used
         res = rest - ax * (rel @ pht)
         kept = res[:, keep]
         med = np.median(kept, axis=1, keepdims=True)
