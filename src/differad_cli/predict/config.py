@@ -11,6 +11,9 @@ from differad_cli.core.errors import BadInput
 
 BACKENDS = ("diff", "hf", "openai")
 ILLUMINATION = ("global", "plane", "field", "local")  # the diff backend's lighting models
+# options only the diff backend reads (n_refs too, when not 1): refused with another backend, not ignored
+DIFF_ONLY = ("threshold", "min_area", "illumination", "refs", "false_alarm")
+FALSE_ALARM = 0.05  # --calibrate's default rate
 
 
 def _h(text: str, *flags: str) -> dict[str, Any]:
@@ -33,9 +36,8 @@ class PredictOptions:
         default=None,
         metadata=_h(
             "diff: seed difference, 0-255 units (a 9x9 window of the 256-pixel working image whose mean "
-            "difference exceeds a quarter of it "
-            "seeds too: faint, large defects), or auto: each pair's own from its noise (MAD rule) "
-            "[default: 16; --calibrate picks one on normal pairs instead]."
+            "difference exceeds a quarter of it seeds too: faint, large defects), or auto: each pair's own "
+            "from its noise (MAD rule) [default: 16; --calibrate picks one on normal pairs instead]."
         ),
     )
     min_area: float | None = field(
@@ -198,7 +200,3 @@ def resolve_backend(opts: PredictOptions) -> str:
         if not 0 <= opts.false_alarm < 1:
             raise BadInput(f"--false-alarm must be a share in [0, 1), got {opts.false_alarm:g}")
     return name
-
-
-DIFF_ONLY = ("threshold", "min_area", "illumination", "refs", "false_alarm")
-FALSE_ALARM = 0.05  # --calibrate's default rate

@@ -167,9 +167,10 @@ def _area_level(mean: np.ndarray, level: float) -> float:
 
 def largest_region(diff: np.ndarray, thr: float, cfg: DiffConfig) -> tuple | None:
     """Seeds above ``thr`` (opened 3x3) or, over ``area_window``, a mean above ``thr * area_ratio``, grown
-    over pixels above ``thr * low_ratio`` near them: (labels, the largest seeded component's label,
-    component stats, its area as an image fraction), or None. The area counts the region's own raised
-    pixels (:func:`_raised`), not the window's reach, so ``min_area`` means what it says.
+    over pixels above ``thr * low_ratio`` near them: (labels, the largest seeded component's label, its box
+    (x, y, w, h) and its area as an image fraction, in working pixels), or None. With window seeds the box
+    and the area count the region's own pixels above ``thr * area_ratio``, not the windows' reach (half a
+    window beyond the defect), so ``min_area`` means what it says.
 
     Why the window mean: a faint defect (a third of its contrast, under noise and JPEG) leaves few pixels
     above a threshold that noise must stay under, but many moderately raised ones side by side, which
@@ -194,27 +195,13 @@ def largest_region(diff: np.ndarray, thr: float, cfg: DiffConfig) -> tuple | Non
         return None
     areas = np.where(seeded, stats[:, cv2.CC_STAT_AREA], -1)
     best = int(np.argmax(areas))
-    area = float(areas[best])
+    box, area = tuple(int(v) for v in stats[best, :4]), float(areas[best])
     if cfg.area_window > 1:
-        area = float(np.count_nonzero(_raised(diff, labels, best, thr, cfg)))
-    return labels, best, stats, area / float(diff.size)
-
-
-def _raised(diff: np.ndarray, labels: np.ndarray, best: int, thr: float, cfg: DiffConfig) -> np.ndarray:
-    """Region ``best``'s pixels above the window level (thr x area_ratio): the region without the reach of
-    its windows (half a window beyond the defect)."""
-    return (labels == best) & (diff > thr * cfg.area_ratio)
-
-
-def region_box(
-    diff: np.ndarray, labels: np.ndarray, best: int, stats: np.ndarray, thr: float, cfg: DiffConfig
-) -> tuple:
-    """(x, y, w, h) of region ``best`` in working pixels: with window-mean seeds, around its raised pixels."""
-    if cfg.area_window > 1:
-        ys, xs = np.nonzero(_raised(diff, labels, best, thr, cfg))
+        ys, xs = np.nonzero((labels == best) & (diff > thr * cfg.area_ratio))
         if len(xs):
-            return int(xs.min()), int(ys.min()), int(xs.max() - xs.min()) + 1, int(ys.max() - ys.min()) + 1
-    return tuple(int(v) for v in stats[best, :4])
+            box = int(xs.min()), int(ys.min()), int(xs.max() - xs.min()) + 1, int(ys.max() - ys.min()) + 1
+        area = float(len(xs))
+    return labels, best, box, area / float(diff.size)
 
 
 def localize(
@@ -240,10 +227,9 @@ def localize(
     region = largest_region(diff, cfg.threshold, cfg)
     if region is None:
         return DiffResult(ZERO_BOX, False, 0.0, 0.0, shift, rotation, dmap, note)
-    labels, best, stats, frac = region
+    labels, best, (x, y, bw, bh), frac = region
     if frac < cfg.min_area:
         return DiffResult(ZERO_BOX, False, 0.0, frac, shift, rotation, dmap, note)
-    x, y, bw, bh = region_box(diff, labels, best, stats, cfg.threshold, cfg)
     box = (
         max(0, int(np.floor(x / scale))),
         max(0, int(np.floor(y / scale))),
