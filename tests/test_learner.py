@@ -59,6 +59,23 @@ def test_short_think_names_where_and_how_large() -> None:
     )
 
 
+def test_grid_think_scans_rows_and_columns_and_snaps_the_box() -> None:
+    """The grid <think>: one digit per row, then per column of an 8x8 grid (a cell counts when the box covers
+    >= 30% of it; a sliver gets the cell holding its centre), and the answer is the box those cells make."""
+    from differad_cli.protocol.descriptions import grid_scan
+    from differad_cli.train.sft import target_text
+
+    assert grid_scan(_pair(0, (0, 0, 80, 80))) == ("y 11100000 x 11100000", (0, 0, 75, 75))
+    assert grid_scan(_pair(1, (10, 140, 190, 200))) == ("y 00000111 x 11111111", (0, 125, 200, 200))
+    assert grid_scan(_pair(2, (100, 100, 103, 103))) == ("y 00001000 x 00001000", (100, 100, 125, 125))
+    assert grid_scan(_pair(3, (0, 0, 0, 0))) == ("y 00000000 x 00000000", (0, 0, 0, 0))
+    resize = {"min_pixels": 200 * 200, "max_pixels": 200 * 200, "factor": 28}
+    text = target_text(_pair(4, (0, 0, 80, 80)), "qwen3_vl", resize, think="grid")
+    assert text == "<think>y 11100000 x 11100000</think><answer>(0,0),(375,375)</answer>", text
+    nor = target_text(_pair(5, (0, 0, 0, 0)), "qwen3_vl", resize, think="grid")
+    assert nor == "<think>y 00000000 x 00000000</think><answer>(0,0),(0,0)</answer>"
+
+
 def test_unknown_think_is_bad_input(tmp_path: Path) -> None:
     from differad_cli.train.configs import build_configs
 
@@ -94,3 +111,23 @@ def test_signal_shares_count_groups_where_only_dclr_varies() -> None:
     assert out["signal/iou_flat_dclr_varies"] == pytest.approx(1 / 3)
     normal = signal_shares([near, far], [[0, 0, 0, 0]] * 2, [0, 0], group_size=2)
     assert np.isnan(normal["signal/iou_flat"])
+
+
+def test_rl_warns_when_its_prompt_wording_is_new_to_the_checkpoint(tmp_path: Path, capsys) -> None:
+    """A learner cold-started on the canonical prompt answered paraphrased RL prompts with garbage (every
+    format reward 0): train-rl says so when the checkpoint's summary records paraphrase false."""
+    import json
+    from types import SimpleNamespace
+
+    from differad_cli.train.common import check_prompt_wording
+
+    (tmp_path / "train_summary.json").write_text(
+        json.dumps({"prompt": {"template": "differad", "paraphrase": False}}), encoding="utf-8"
+    )
+    check_prompt_wording(SimpleNamespace(paraphrase=True, template="differad"), tmp_path)
+    assert "--no-paraphrase" in capsys.readouterr().err
+    check_prompt_wording(SimpleNamespace(paraphrase=False, template="differad"), tmp_path)
+    check_prompt_wording(SimpleNamespace(paraphrase=True, template="differad"), tmp_path / "missing")
+    assert capsys.readouterr().err == ""
+    check_prompt_wording(SimpleNamespace(paraphrase=False, template="staged"), tmp_path)
+    assert "template 'differad'" in capsys.readouterr().err

@@ -22,11 +22,11 @@ from differad_cli.core import console
 # 600, at a constant 2e-3 instead of a cosine 3e-4, which is what gets the answer format right in that many
 # steps (at 3e-4 every held-out answer was still invalid after 250 steps; docs/learning.md).
 COLD_OPTIONS: dict[str, Any] = {
-    "think": "short",
+    "think": "grid",
     "paraphrase": False,
     "learning_rate": 2e-3,
     "lr_scheduler_type": "constant_with_warmup",
-    "warmup_steps": 20,
+    "warmup_steps": 50,
     "per_device_train_batch_size": 8,
     "gradient_accumulation_steps": 1,
     "save_steps": 100,
@@ -35,8 +35,9 @@ COLD_OPTIONS: dict[str, Any] = {
     "gradient_checkpointing": False,
 }
 RL_OPTIONS: dict[str, Any] = {
+    "paraphrase": False,
     "rewards": ["format", "dclr"],
-    "learning_rate": 2e-5,
+    "learning_rate": 1e-4,
     "num_generations": 8,
     "per_device_train_batch_size": 16,
     "gradient_accumulation_steps": 1,

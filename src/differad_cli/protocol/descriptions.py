@@ -95,6 +95,35 @@ def short_description(pair: Pair) -> str:
     return f"A {word} region, {region_name(pair.box, pair.width, pair.height)}."
 
 
+GRID_CELLS = 8  # the learner's image-token grid (8x8 after the 2x2 merge): one scan digit per token row
+GRID_OVERLAP = 0.3  # share of a cell the box must cover for that row/column to count as differing
+
+
+def _grid_span(lo: int, hi: int, size: int, cells: int) -> list[int]:
+    step = size / cells
+    span = [i for i in range(cells) if min(hi, (i + 1) * step) - max(lo, i * step) >= GRID_OVERLAP * step]
+    return span or [min(cells - 1, int((lo + hi) / 2 // step))]  # a sliver: the cell holding its centre
+
+
+def grid_scan(pair: Pair, cells: int = GRID_CELLS) -> tuple[str, tuple[int, int, int, int]]:
+    """A row/column scan of a ``cells`` x ``cells`` grid ("y 01110000 x 00011000": which rows, then which
+    columns hold the difference) and the box snapped to those cells (pixels; zero for a normal pair). One
+    token per digit and one letter per axis keep the answer within 48 new tokens.
+
+    Why: a ~1M-parameter model learns a per-row "does this row differ?" decision (one comparison of a few
+    image tokens at fixed offsets from the digit) long before it learns to write the minimum and maximum of
+    the changed positions as numbers; with the scan written first, the box is read off the scan
+    (docs/learning.md). The snapped box is what the scan implies, so the two never disagree."""
+    if not pair.is_anomalous or is_zero(pair.box):
+        return f"y {'0' * cells} x {'0' * cells}", (0, 0, 0, 0)
+    x1, y1, x2, y2 = pair.box
+    rows, cols = _grid_span(y1, y2, pair.height, cells), _grid_span(x1, x2, pair.width, cells)
+    bits = lambda span: "".join("1" if i in span else "0" for i in range(cells))  # noqa: E731
+    sx, sy = pair.width / cells, pair.height / cells
+    box = (round(cols[0] * sx), round(rows[0] * sy), round((cols[-1] + 1) * sx), round((rows[-1] + 1) * sy))
+    return f"y {bits(rows)} x {bits(cols)}", box
+
+
 def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 

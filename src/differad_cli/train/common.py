@@ -69,6 +69,8 @@ def check_inputs(
     eval_pairs = validate_pairs(cfg.eval_pairs, what="--eval-pairs") if cfg.eval_pairs else None
     model_path, family = check_model_path(cfg.model)
     check_recipe_family(cfg, recipe, model_path, family)
+    if kind == "rl":
+        check_prompt_wording(cfg, model_path)
     checkpoint = resume_checkpoint(output_dir, cfg.resume)
     check_output_dir(output_dir, force=cfg.force or cfg.resume)
     return Setup(cfg, args, pairs, eval_pairs, model_path, family, checkpoint)
@@ -100,7 +102,28 @@ def train_and_save(trainer: Any, run: Setup, output_dir: str | os.PathLike[str],
     quiet_resume(trainer, run.checkpoint, weights_loaded=full_checkpoint(run.checkpoint) is not None)
     trainer.train(resume_from_checkpoint=run.checkpoint)
     save_final(trainer, run.processor, run.cfg, output_dir)
-    return summary(trainer, output_dir, {"family": run.family, "pairs": len(run.pairs)})
+    prompt = {"template": run.cfg.template, "paraphrase": run.cfg.paraphrase}
+    return summary(trainer, output_dir, {"family": run.family, "pairs": len(run.pairs), "prompt": prompt})
+
+
+def check_prompt_wording(cfg: Any, model_path: Path) -> None:
+    """Warn when train-rl draws prompt wordings its starting checkpoint never saw: a model cold-started on the
+    canonical prompt alone (``paraphrase: false``, as the CPU learner is) answers paraphrases with garbage,
+    so every group is degenerate or format-failing and RL learns nothing (docs/learning.md)."""
+    try:
+        seen = json.loads((model_path / "train_summary.json").read_text(encoding="utf-8")).get("prompt") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # not a differad checkpoint (or an older one): nothing recorded to compare with
+    if seen.get("paraphrase") is False and cfg.paraphrase:
+        console.warn(
+            f"{model_path.name} was trained on the canonical prompt only (paraphrase: false) and this run "
+            "draws paraphrases it never saw; pass --no-paraphrase to keep its wording"
+        )
+    if seen.get("template") not in (None, cfg.template):
+        console.warn(
+            f"{model_path.name} was trained with template '{seen['template']}', this run uses "
+            f"'{cfg.template}'"
+        )
 
 
 def validate_pairs(path: str | os.PathLike[str] | None, *, what: str = "--pairs") -> list[Pair]:

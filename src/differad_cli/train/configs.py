@@ -17,6 +17,7 @@ from typing import Any
 from differad_cli.core.errors import BadInput
 
 ALIASES = {"model_name_or_path": "model", "dataset": "pairs", "train_pairs": "pairs"}
+THINKS = ("description", "short", "grid", "empty")  # what train-cold's <think> can hold (sft.target_text)
 
 
 def _h(text: str, *flags: str) -> dict[str, Any]:
@@ -93,7 +94,8 @@ class ColdConfig(TrainConfig):
         default="description",
         metadata=_h(
             "What <think> holds: description (the record's or one computed from the images) | short (only "
-            "where and how large: faster to learn for small models) | empty."
+            "where and how large) | grid (which rows and columns of an 8x8 grid differ; the box snapped to "
+            "them: what the CPU-scale learner localizes with) | empty."
         ),
     )
 
@@ -336,8 +338,8 @@ def build_configs(
     trl_values.setdefault("fp16", precision == "fp16")
     if not cuda:
         trl_values.setdefault("use_cpu", True)
-    if kind == "cold" and cfg.think not in ("description", "short", "empty"):
-        raise BadInput(f"unknown think '{cfg.think}' (choose from: description, short, empty)")
+    if kind == "cold" and cfg.think not in THINKS:
+        raise BadInput(f"unknown think '{cfg.think}' (choose from: {', '.join(THINKS)})")
     if kind == "rl" and cfg.task == "staged":
         cfg.template = "staged" if "template" not in own_values else cfg.template
         if "rewards" not in own_values:
