@@ -245,7 +245,9 @@ def _pool(a: argparse.Namespace, runs: list[tuple[str, int]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=ROOT / "bench_out" / "learning")
-    ap.add_argument("--family", default="qwen3_vl", help="The learner's family (the recipe was tuned on qwen3_vl).")
+    ap.add_argument(
+        "--family", default="qwen3_vl", help="The learner's family (the recipe was tuned on qwen3_vl)."
+    )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n-train", type=int, default=2000)
     ap.add_argument("--n-held", type=int, default=200)
