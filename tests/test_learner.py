@@ -69,6 +69,9 @@ def test_grid_think_scans_rows_and_columns_and_snaps_the_box() -> None:
     assert grid_scan(_pair(1, (10, 140, 190, 200))) == ("y 00000111 x 11111111", (0, 125, 200, 200))
     assert grid_scan(_pair(2, (100, 100, 103, 103))) == ("y 00001000 x 00001000", (100, 100, 125, 125))
     assert grid_scan(_pair(3, (0, 0, 0, 0))) == ("y 00000000 x 00000000", (0, 0, 0, 0))
+    # cell edges round outward: a 1-px box on a cell boundary stays inside the snapped box (70 px: 8.75/cell)
+    _, (x1, y1, x2, y2) = grid_scan(_pair(6, (17, 17, 18, 18), size=70))
+    assert x1 <= 17 and x2 >= 18 and y1 <= 17 and y2 >= 18, (x1, y1, x2, y2)
     resize = {"min_pixels": 200 * 200, "max_pixels": 200 * 200, "factor": 28}
     text = target_text(_pair(4, (0, 0, 80, 80)), "qwen3_vl", resize, think="grid")
     assert text == "<think>y 11100000 x 11100000</think><answer>(0,0),(375,375)</answer>", text
@@ -131,3 +134,10 @@ def test_rl_warns_when_its_prompt_wording_is_new_to_the_checkpoint(tmp_path: Pat
     assert capsys.readouterr().err == ""
     check_prompt_wording(SimpleNamespace(paraphrase=False, template="staged"), tmp_path)
     assert "template 'differad'" in capsys.readouterr().err
+    (tmp_path / "checkpoint-200").mkdir()  # a checkpoint inside the run: the run's summary is read
+    check_prompt_wording(SimpleNamespace(paraphrase=True, template="differad"), tmp_path / "checkpoint-200")
+    assert "--no-paraphrase" in capsys.readouterr().err
+    for odd in ('{"prompt": [1]}', '{"prompt": "x"}', "[1, 2]", '{"prompt": null}'):
+        (tmp_path / "train_summary.json").write_text(odd, encoding="utf-8")
+        check_prompt_wording(SimpleNamespace(paraphrase=True, template="differad"), tmp_path)
+    assert capsys.readouterr().err == ""

@@ -105,7 +105,9 @@ def test_train_cold_two_steps_checkpoint_loads_and_generates(
     )
     assert result["global_step"] == 2
     assert (out / "checkpoint-2" / "model.safetensors").is_file()
-    assert json.loads((out / "train_summary.json").read_text())["global_step"] == 2
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["global_step"] == 2
+    assert summary["prompt"] == {"template": "differad", "paraphrase": True}  # what train-rl compares with
     losses = [
         h["loss"]
         for h in json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]

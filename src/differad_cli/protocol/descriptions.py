@@ -6,6 +6,8 @@ inside the box (brightness, colour, texture) — the "difference perception" the
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from differad_cli.core.boxes import area, center, is_zero
@@ -113,14 +115,20 @@ def grid_scan(pair: Pair, cells: int = GRID_CELLS) -> tuple[str, tuple[int, int,
     Why: a ~1M-parameter model learns a per-row "does this row differ?" decision (one comparison of a few
     image tokens at fixed offsets from the digit) long before it learns to write the minimum and maximum of
     the changed positions as numbers; with the scan written first, the box is read off the scan
-    (docs/learning.md). The snapped box is what the scan implies, so the two never disagree."""
+    (docs/learning.md). The snapped box is what the scan implies, so the two never disagree. Its cost:
+    boxes under ~3 cells' area (about 20 px a side at 224 px) can snap to below IoU 0.3 with the truth."""
     if not pair.is_anomalous or is_zero(pair.box):
         return f"y {'0' * cells} x {'0' * cells}", (0, 0, 0, 0)
     x1, y1, x2, y2 = pair.box
     rows, cols = _grid_span(y1, y2, pair.height, cells), _grid_span(x1, x2, pair.width, cells)
     bits = lambda span: "".join("1" if i in span else "0" for i in range(cells))  # noqa: E731
-    sx, sy = pair.width / cells, pair.height / cells
-    box = (round(cols[0] * sx), round(rows[0] * sy), round((cols[-1] + 1) * sx), round((rows[-1] + 1) * sy))
+    sx, sy = pair.width / cells, pair.height / cells  # cell edges outward: a 1-px box stays inside its cell
+    box = (
+        math.floor(cols[0] * sx),
+        math.floor(rows[0] * sy),
+        math.ceil((cols[-1] + 1) * sx),
+        math.ceil((rows[-1] + 1) * sy),
+    )
     return f"y {bits(rows)} x {bits(cols)}", box
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,10 +111,16 @@ def check_prompt_wording(cfg: Any, model_path: Path) -> None:
     """Warn when train-rl draws prompt wordings its starting checkpoint never saw: a model cold-started on the
     canonical prompt alone (``paraphrase: false``, as the CPU learner is) answers paraphrases with garbage,
     so every group is degenerate or format-failing and RL learns nothing (docs/learning.md)."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return  # relaunched ranks: the user's process said it already
+    run = model_path.parent if re.fullmatch(r"checkpoint-\d+|merged", model_path.name) else model_path
     try:
-        seen = json.loads((model_path / "train_summary.json").read_text(encoding="utf-8")).get("prompt") or {}
-    except (OSError, ValueError, AttributeError):
-        return  # not a differad checkpoint (or an older one): nothing recorded to compare with
+        summary = json.loads((run / "train_summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return  # not a differad run (or an older one): nothing recorded to compare with
+    seen = summary.get("prompt") if isinstance(summary, dict) else None
+    if not isinstance(seen, dict):
+        return
     if seen.get("paraphrase") is False and cfg.paraphrase:
         console.warn(
             f"{model_path.name} was trained on the canonical prompt only (paraphrase: false) and this run "
