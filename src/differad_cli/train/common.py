@@ -18,6 +18,7 @@ from differad_cli.core import console
 from differad_cli.core.errors import BadInput
 from differad_cli.core.records import Pair, check_files, read_pairs
 from differad_cli.train.callbacks import make_eval_callback, quiet_resume, route_logs
+from differad_cli.train.launch import ENV_GUARD
 from differad_cli.train.model import (
     full_checkpoint,
     load_trainable,
@@ -111,8 +112,8 @@ def check_prompt_wording(cfg: Any, model_path: Path) -> None:
     """Warn when train-rl draws prompt wordings its starting checkpoint never saw: a model cold-started on the
     canonical prompt alone (``paraphrase: false``, as the CPU learner is) answers paraphrases with garbage,
     so every group is degenerate or format-failing and RL learns nothing (docs/learning.md)."""
-    if os.environ.get("LOCAL_RANK", "0") != "0":
-        return  # relaunched ranks: the user's process said it already
+    if os.environ.get(ENV_GUARD) == "1" or os.environ.get("LOCAL_RANK", "0") != "0":
+        return  # workers differad relaunched (the user's process said it already), and ranks other than 0
     run = model_path.parent if re.fullmatch(r"checkpoint-\d+|merged", model_path.name) else model_path
     try:
         summary = json.loads((run / "train_summary.json").read_text(encoding="utf-8"))
