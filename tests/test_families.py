@@ -330,3 +330,63 @@ def test_tiny_model_dtype_and_device_options(tmp_path: Path, monkeypatch: pytest
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_vision_cache_keeps_the_logits_and_encodes_each_image_once(family_model: tuple[str, Path]) -> None:
+    """The frozen tower's memo (train.vision_cache): same logits and gradients as the tower itself, an image
+    repeated in a batch (a GRPO group) or seen again (next epoch) is not encoded again, and a tower that
+    trains is never served from the memo."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from differad_cli.train.model import freeze_vision
+    from differad_cli.train.vision_cache import install_vision_cache
+
+    family, folder = family_model
+    proc = _plain_processor(family, folder)
+    content = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Hi"}]
+    prompt = proc.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
+    rng = np.random.default_rng(1)
+    a, b, c = (Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(3))
+    inputs = proc(text=[prompt] * 3, images=[a, b, a, b, a, c], return_tensors="pt")  # a 3x, b 2x, c 1x
+
+    def run(model: object) -> tuple[torch.Tensor, torch.Tensor]:
+        model.zero_grad()
+        logits = model(**inputs).logits
+        logits.square().mean().backward()
+        return logits.detach(), model.get_input_embeddings().weight.grad.clone()
+
+    torch.manual_seed(0)
+    plain = AutoModelForImageTextToText.from_pretrained(folder)
+    freeze_vision(plain)
+    want_logits, want_grad = run(plain)
+
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    freeze_vision(model)
+    cache = install_vision_cache(model, 0.01)
+    assert cache is not None
+    encoded: list[int] = []
+    model.model.visual.register_forward_hook(lambda m, args, out: encoded.append(int(args[0].shape[0])))
+    patches = int(inputs["image_grid_thw"][0].prod())
+    for _ in range(2):  # first pass: a, b, c encoded once each; second pass: all from the memo
+        logits, grad = run(model)
+        torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grad, want_grad, rtol=1e-4, atol=1e-6)
+    assert encoded == [3 * patches]
+    assert (cache.misses, cache.hits) == (3, 3 + 6)  # repeats of the first pass, then all six
+
+    next(model.model.visual.parameters()).requires_grad_(True)  # a trained tower: the memo steps aside
+    run(model)
+    assert encoded == [3 * patches, 6 * patches] and cache.hits == 9
+    assert install_vision_cache(model, 0) is None and install_vision_cache(model, 1.0) is None
+
+
+def test_vision_cache_size_below_zero_is_bad_input(tmp_path: Path) -> None:
+    from differad_cli.core.errors import BadInput
+    from differad_cli.train.configs import build_configs
+
+    for kind in ("cold", "rl"):
+        with pytest.raises(BadInput, match="vision_cache_gb must be a number >= 0"):
+            build_configs(kind, recipe=None, cli={"vision_cache_gb": -1}, output_dir=str(tmp_path))

@@ -20,6 +20,7 @@ from differad_cli.core.records import Pair, check_files, read_pairs
 from differad_cli.train.callbacks import make_eval_callback, quiet_resume, route_logs
 from differad_cli.train.launch import ENV_GUARD
 from differad_cli.train.model import (
+    cache_vision,
     full_checkpoint,
     load_trainable,
     lora_config,
@@ -100,6 +101,7 @@ def train_and_save(trainer: Any, run: Setup, output_dir: str | os.PathLike[str],
     for cb in run.callbacks:
         cb.trainer = trainer
     route_logs(trainer, output_dir, run.checkpoint)
+    cache_vision(trainer, run.cfg)
     console.info(banner)
     quiet_resume(trainer, run.checkpoint, weights_loaded=full_checkpoint(run.checkpoint) is not None)
     trainer.train(resume_from_checkpoint=run.checkpoint)

@@ -46,6 +46,13 @@ class TrainConfig:
         default=True,
         metadata=_h("Freeze the vision encoder (paper default).", "--freeze-vision/--train-vision"),
     )
+    vision_cache_gb: float = field(
+        default=2.0,
+        metadata=_h(
+            "Host memory (GB) for a frozen vision encoder's per-image features, so an image seen again "
+            "(next epoch, GRPO group) is not encoded again. 0: off."
+        ),
+    )
     lora: bool = field(default=False, metadata=_h("Train LoRA adapters (PEFT).", "--lora/--no-lora"))
     lora_r: int = field(default=16, metadata=_h("LoRA rank."))
     lora_alpha: int = field(default=32, metadata=_h("LoRA alpha."))
@@ -338,6 +345,8 @@ def build_configs(
     trl_values.setdefault("fp16", precision == "fp16")
     if not cuda:
         trl_values.setdefault("use_cpu", True)
+    if not 0 <= cfg.vision_cache_gb < float("inf"):
+        raise BadInput(f"vision_cache_gb must be a number >= 0 (0: off), got {cfg.vision_cache_gb}")
     if kind == "cold" and cfg.think not in THINKS:
         raise BadInput(f"unknown think '{cfg.think}' (choose from: {', '.join(THINKS)})")
     if kind == "rl" and cfg.task == "staged":

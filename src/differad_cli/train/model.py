@@ -132,6 +132,17 @@ def _zero3(trainer: Any) -> bool:
     return plugin is not None and getattr(plugin, "zero_stage", 0) == 3
 
 
+def cache_vision(trainer: Any, cfg: Any) -> None:
+    """Memoize a frozen tower's per-image features (train.vision_cache) -- not under ZeRO-3, whose parameter
+    prefetching follows the order modules ran in and would see the tower skipped."""
+    from differad_cli.train.vision_cache import install_vision_cache
+
+    if not cfg.freeze_vision or _zero3(trainer):
+        return
+    if install_vision_cache(trainer.model, cfg.vision_cache_gb) is not None:
+        console.debug(f"vision features cached (up to {cfg.vision_cache_gb:g} GB of host memory)")
+
+
 def save_final(trainer: Any, processor: Any, cfg: Any, output_dir: str | os.PathLike[str]) -> None:
     """Model (or adapters) + processor in the output root; --merge-lora adds a merged model in merged/."""
     out = Path(output_dir)
