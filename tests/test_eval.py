@@ -116,6 +116,9 @@ def test_eval_bad_input_exit_2(small_set: Path) -> None:
         "is a file": ["--pairs", pairs, "--pred", pred, "--out", pairs],
         "not UTF-8": ["--pairs", str(small_set / "latin1.jsonl"), "--pred", pred, "--out", out],
         "--seed": ["--pairs", pairs, "--maps", str(small_set), "--seed", "-1", "--out", out],
+        "--threshold, --min-area: backend option(s) without a backend": [
+            "--pairs", pairs, "--pred", pred, "--out", out, "--threshold", "30", "--min-area", "0.01",
+        ],
     }  # fmt: skip
     for needle, args in cases.items():
         res = runner.invoke(app, ["eval", *args])

@@ -36,6 +36,8 @@ def eval_command(
     from differad_cli.eval.run import run_eval
 
     backend = opts if opts.backend or opts.model or opts.endpoint else None  # refused beside --pred/--maps
+    if backend is None:
+        _refuse_unused_backend_options(opts)
     metrics = run_eval(cfg, backend, force=opts.force)
     if as_json:
         print(json.dumps(metrics, indent=2))
@@ -43,6 +45,24 @@ def eval_command(
         from differad_cli.eval.report import format_tables
 
         print(format_tables(metrics), end="")
+
+
+def _refuse_unused_backend_options(opts: PredictOptions) -> None:
+    """Backend options given without a backend (--threshold beside --pred) would be ignored without a word."""
+    from dataclasses import MISSING, fields
+
+    from differad_cli.core.errors import BadInput
+
+    unused = []
+    for f in fields(PredictOptions):
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if f.name not in ("seed", "force") and getattr(opts, f.name) != default:
+            unused.append("--" + f.name.replace("_", "-"))
+    if unused:
+        raise BadInput(
+            f"{', '.join(unused)}: backend option(s) without a backend; with --pred or --maps the boxes are "
+            "already made (drop them, or score a backend with --backend instead of --pred/--maps)"
+        )
 
 
 COMMANDS = (
