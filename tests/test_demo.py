@@ -20,7 +20,8 @@ def test_demo_writes_everything_it_announces_and_resumes(tmp_path: Path) -> None
         assert p[key].is_file(), key
     for key in ("cold", "rl", "learner"):
         assert (p[key] / "config.json").is_file(), key
-    assert json.loads((p["learner"] / "config.json").read_text())["text_config"]["hidden_size"] == 128
+    learner = json.loads((p["learner"] / "config.json").read_text())
+    assert learner["text_config"]["hidden_size"] == 128 and learner["model_type"] == "qwen3_vl"  # the bench's
     for run in ("eval_diff", "eval_cold", "eval_rl"):
         metrics = json.loads((p[run] / "metrics.json").read_text())
         assert metrics["overall"]["n"] == 4
@@ -43,11 +44,13 @@ def test_demo_writes_everything_it_announces_and_resumes(tmp_path: Path) -> None
     assert kept["train-cold"] == pytest.approx(result.timings["train-cold"])
 
 
-def test_demo_refuses_too_small_sets(tmp_path: Path) -> None:
+def test_demo_refuses_too_small_sets_and_unknown_families(tmp_path: Path) -> None:
     from differad_cli.core.errors import BadInput
 
     with pytest.raises(BadInput, match="at least"):
         run_demo(DemoConfig(out=tmp_path / "d", n_train=2, n_test=1))
+    with pytest.raises(BadInput, match="unknown --family 'llava'"):
+        run_demo(DemoConfig(out=tmp_path / "d", family="llava"))
 
 
 def test_demo_trains_with_the_learner_recipes_settings() -> None:

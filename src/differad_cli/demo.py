@@ -20,8 +20,9 @@ from differad_cli.core import console
 # The learner's settings of recipes/learner_cpu/ (tests/test_demo.py checks they agree; the recipes are not
 # part of an installed package, so the demo carries its own copy), except the budget: 250 steps instead of
 # 1,500. That teaches the answer format and the grid scan's shape, not localization: the learner starts
-# naming the differing rows after 600-1,000 steps (bench/bench_learning.py, docs/learning.md). At 2e-3 the
-# grid learner's answers were all malformed after 250 steps; the recipe's 5e-4 is kept.
+# naming the differing rows after ~8,000 samples (1,000 steps of 8; batch 4 needs as many samples), which no
+# 5-minute run on 2 cores reaches (docs/learning.md). At 2e-3 the grid learner's answers were all malformed
+# after 250 steps; the recipe's 5e-4 is kept.
 COLD_OPTIONS: dict[str, Any] = {
     "think": "grid",
     "paraphrase": False,
@@ -60,6 +61,12 @@ class DemoConfig:
     cold_steps: int = field(default=250, metadata={"help": "train-cold optimizer steps."})
     rl_steps: int = field(default=5, metadata={"help": "train-rl optimizer steps."})
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
+    family: str = field(
+        default="qwen3_vl",
+        metadata={
+            "help": "The learner's family: qwen2_vl | qwen2_5_vl | qwen3_vl (measured by bench_learning)."
+        },
+    )
 
 
 @dataclass
@@ -125,6 +132,10 @@ def _paths(cfg: DemoConfig) -> dict[str, Path]:
 
     if cfg.n_train < 8 or cfg.n_test < 4:
         raise BadInput("the demo needs at least --n-train 8 and --n-test 4")
+    from differad_cli.core.families import FAMILIES
+
+    if cfg.family not in FAMILIES:
+        raise BadInput(f"unknown --family {cfg.family!r} (choose from: {', '.join(FAMILIES)})")
     out = Path(cfg.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +189,7 @@ def _data_and_model(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -
         else:
             from differad_cli.models.tiny import build_tiny_model
 
-            build_tiny_model(paths["learner"], seed=cfg.seed, preset_name="learner")
+            build_tiny_model(paths["learner"], seed=cfg.seed, preset_name="learner", family=cfg.family)
 
 
 def _training(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -> None:
@@ -326,8 +337,9 @@ def describe(result: DemoResult) -> str:
             + str(result.metrics.get("constant", {}).get("answer", "-"))
             + "); diff = the training-free",
             "golden-template backend; learner-cold / learner-rl = the ~1.4M-parameter learner after a short",
-            "CPU cold start and a few GRPO steps (demo size: bench/bench_learning.py trains it longer and",
-            "reports the full numbers, docs/learning.md):",
+            "CPU cold start and a few GRPO steps. At demo size it has not yet learned to use the images",
+            "(it needs ~8,000 samples); --cold-steps 1500 --rl-steps 30 --n-train 2000 --n-test 100",
+            "(~24 min) shows it learning (README; bench/bench_learning.py, docs/learning.md):",
             "",
             side_by_side(result.metrics),
             "",
