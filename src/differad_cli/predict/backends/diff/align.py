@@ -141,9 +141,9 @@ def _refine(
     half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
     warp, cc = None, 0.0
     # 5 full-size steps: 10 scored the same on every bench set (clean, bad day, photographs), 3 lost a pair.
-    # 15 half-size steps (was 30; ~5 ms less per 800x800 target, 2026-11-28): the 30 line-mode targets of
-    # bench_line gave identical boxes; Acc@0.3 photographs 0.811 = 0.811, clean 0.950 -> 0.960, synth's bad
-    # day 0.837 -> 0.827 (one pair each way)
+    # 15 half-size steps (was 30; 2026-11-28): estimate_homography 38.8 -> 36.2 ms per 800x800 target (best
+    # of 5), identical boxes on bench_line's 30 targets; Acc@0.3 photographs 0.811 = 0.811, clean 0.950 ->
+    # 0.960, synth's bad day 0.837 -> 0.827 (one pair each way)
     levels = ((2, 15), (1, 5)) if min(h, w) >= 64 else ((1, 40),)
     for f, iters in levels:
         t = _half(tgt) if f > 1 else tgt
