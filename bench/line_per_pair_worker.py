@@ -23,6 +23,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     pairs = read_pairs(sys.argv[1])
     backend = DiffBackend()
+    backend.predict(pairs[:1])  # warm the codecs and lazy imports, as bench_line does for its own paths
     best: list[float] | None = None
     for _ in range(int(sys.argv[2])):
         times = []
