@@ -155,8 +155,13 @@ def bench_diff(args: argparse.Namespace, pinned: str) -> bool:
                 [sys.executable, str(worker), str(manifest), "1"], env=env, capture_output=True, text=True
             )
             if out.returncode != 0:
-                raise SystemExit(f"--against-src {args.against_src}: {out.stderr.strip().splitlines()[-1:]}")
-            return json.loads(out.stdout.strip().splitlines()[-1]), []
+                last = (out.stderr.strip().splitlines() or ["(no message)"])[-1]
+                raise SystemExit(f"--against-src {args.against_src}: the worker failed: {last}")
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            src = Path(args.against_src).resolve()
+            if src not in Path(got["module"]).resolve().parents:  # e.g. the editable install's own src
+                raise SystemExit(f"--against-src {src}: the worker imported {got['module']} instead")
+            return got["times"], []
 
         runs = [("per-pair", run_per_pair), ("line", run_line)]
         if args.against_src is not None:

@@ -32,7 +32,9 @@ def main() -> None:
             backend.predict([p])
             times.append((time.perf_counter() - t) * 1000.0)
         best = times if best is None or sum(times) < sum(best) else best
-    print(json.dumps(best))
+    import differad_cli
+
+    print(json.dumps({"module": differad_cli.__file__, "times": best}))  # the caller checks which code ran
 
 
 if __name__ == "__main__":

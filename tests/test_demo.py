@@ -51,6 +51,11 @@ def test_demo_refuses_too_small_sets_and_unknown_families(tmp_path: Path) -> Non
         run_demo(DemoConfig(out=tmp_path / "d", n_train=2, n_test=1))
     with pytest.raises(BadInput, match="unknown --family 'llava'"):
         run_demo(DemoConfig(out=tmp_path / "d", family="llava"))
+    learner = tmp_path / "r" / "models" / "learner"  # a resumed demo's learner of another family
+    learner.mkdir(parents=True)
+    (learner / "config.json").write_text('{"model_type": "qwen2_vl"}')
+    with pytest.raises(BadInput, match="holds a qwen2_vl learner, not --family qwen3_vl"):
+        run_demo(DemoConfig(out=tmp_path / "r", n_train=8, n_test=4, size=64, family="qwen3_vl"))
 
 
 def test_demo_trains_with_the_learner_recipes_settings() -> None:

@@ -377,9 +377,12 @@ def test_vision_cache_keeps_the_logits_and_encodes_each_image_once(family_model:
     assert encoded == [3 * patches]
     assert (cache.misses, cache.hits) == (3, 3 + 6)  # repeats of the first pass, then all six
 
-    next(model.model.visual.parameters()).requires_grad_(True)  # a trained tower: the memo steps aside
+    next(model.model.visual.parameters()).requires_grad_(True)  # a trained tower: the memo steps aside,
+    with torch.no_grad():  # also where no gradient is taken (generation), and for good
+        model(**inputs)
     run(model)
-    assert encoded == [3 * patches, 6 * patches] and cache.hits == 9
+    assert encoded == [3 * patches, 6 * patches, 6 * patches] and cache.hits == 9
+    assert cache.off and not cache.store and cache.bytes == 0
     assert install_vision_cache(model, 0) is None and install_vision_cache(model, 1.0) is None
 
 

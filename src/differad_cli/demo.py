@@ -45,6 +45,7 @@ RL_OPTIONS: dict[str, Any] = {
     "gradient_accumulation_steps": 1,
     "temperature": 0.9,
     "max_completion_length": 48,
+    "vision_cache_gb": 1.0,
     "save_steps": 5,
     "logging_steps": 1,
     "precision": "fp32",
@@ -157,6 +158,23 @@ def _paths(cfg: DemoConfig) -> dict[str, Path]:
     }
 
 
+def _check_family(learner: Path, family: str) -> None:
+    """A resumed demo keeps its learner: one of another family than --family is refused, not trained on."""
+    import json
+
+    from differad_cli.core.errors import BadInput
+
+    try:
+        found = json.loads((learner / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        found = None
+    if found != family:
+        raise BadInput(
+            f"{learner} holds a {found or 'unreadable'} learner, not --family {family}: "
+            "give another --out, or the family it was built with"
+        )
+
+
 def _data_and_model(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -> None:
     from differad_cli.synth import SynthConfig, synthesize
     from differad_cli.synth.config import easy_settings
@@ -185,6 +203,7 @@ def _data_and_model(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -
 
     with _stage("tiny-model", timings) as stage:
         if _done(paths["learner"] / "config.json"):
+            _check_family(paths["learner"], cfg.family)
             stage.skip()
         else:
             from differad_cli.models.tiny import build_tiny_model
@@ -336,7 +355,7 @@ def describe(result: DemoResult) -> str:
             "Held-out metrics. constant = the best image-blind answer ("
             + str(result.metrics.get("constant", {}).get("answer", "-"))
             + "); diff = the training-free",
-            "golden-template backend; learner-cold / learner-rl = the ~1.4M-parameter learner after a short",
+            "golden-template backend; learner-cold / learner-rl = the ~1.5M-parameter learner after a short",
             "CPU cold start and a few GRPO steps. At demo size it has not yet learned to use the images",
             "(it needs ~8,000 samples); --cold-steps 1500 --rl-steps 30 --n-train 2000 --n-test 100",
             "(~24 min) shows it learning (README; bench/bench_learning.py, docs/learning.md):",

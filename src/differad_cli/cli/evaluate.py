@@ -36,7 +36,7 @@ def eval_command(
     from differad_cli.eval.run import run_eval
 
     backend = opts if opts.backend or opts.model or opts.endpoint else None  # refused beside --pred/--maps
-    if backend is None:
+    if backend is None and (cfg.pred is not None or cfg.maps is not None):
         _refuse_unused_backend_options(opts)
     metrics = run_eval(cfg, backend, force=opts.force)
     if as_json:

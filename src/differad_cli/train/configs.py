@@ -47,10 +47,10 @@ class TrainConfig:
         metadata=_h("Freeze the vision encoder (paper default).", "--freeze-vision/--train-vision"),
     )
     vision_cache_gb: float = field(
-        default=2.0,
+        default=0.0,
         metadata=_h(
             "Host memory (GB) for a frozen vision encoder's per-image features, so an image seen again "
-            "(next epoch, GRPO group) is not encoded again. 0: off."
+            "(next epoch, GRPO group) is not encoded again; each image is hashed per pass. 0: off."
         ),
     )
     lora: bool = field(default=False, metadata=_h("Train LoRA adapters (PEFT).", "--lora/--no-lora"))
