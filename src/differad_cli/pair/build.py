@@ -39,11 +39,12 @@ from differad_cli.pair.retrieval import EMBEDDERS, EmbeddingCache, get_embedder,
 # ---------------------------------------------------------------------------------------------- layouts
 
 
-def _skip(msg: str) -> None:
-    """Input left out: a warning, or under --strict bad input."""
+def _skip(msg: str, warning: str | None = None) -> None:
+    """Input left out: a warning (``warning``, else ``msg``), or under --strict bad input -- the one rule
+    for every file or record `pair` leaves out; the caller then counts or records what it skipped."""
     if strict():
-        raise BadInput(f"--strict: {msg}")
-    console.warn(msg)
+        raise BadInput(f"--strict: {msg}") from None
+    console.warn(warning or msg)
 
 
 def _check(cats: list[Category], layout: str, split: str, root: Path) -> None:
@@ -163,9 +164,7 @@ def build_pairs(cfg: PairConfig) -> list[Pair]:
                 try:
                     rows.append(embed_now([p])[0])
                 except ImageError as e:
-                    if cfg.strict:
-                        raise BadInput(f"--strict: unreadable image: {e}") from None
-                    console.warn(str(e))
+                    _skip(f"unreadable image: {e}", str(e))
                     unreadable.add(p)
                     rows.append(np.zeros(state["embedder"].dim, dtype=np.float32))
             return np.stack(rows).astype(np.float32)
@@ -247,10 +246,8 @@ def _record(
         w, h = image_size(t.path)
         box, ncomp = target_box(t, w, h, c.name, multi)
     except ImageError as e:  # one unreadable file never aborts a long run (unless --strict)
-        if strict():
-            raise BadInput(f"--strict: unreadable image: {e}") from None
+        _skip(f"unreadable image: {e}", str(e))
         skipped["unreadable"] += 1
-        console.warn(str(e))
         return None
     if box is None:
         skipped["several defects (--multi drop)"] += 1
