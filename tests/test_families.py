@@ -393,3 +393,34 @@ def test_vision_cache_size_below_zero_is_bad_input(tmp_path: Path) -> None:
     for kind in ("cold", "rl"):
         with pytest.raises(BadInput, match="vision_cache_gb must be a number >= 0"):
             build_configs(kind, recipe=None, cli={"vision_cache_gb": -1}, output_dir=str(tmp_path))
+
+
+def test_vision_cache_keeps_an_empty_deepstack_list(tmp_path: Path) -> None:
+    """Qwen3-VL without deepstack layers returns deepstack_features=[]: the memo must hand back [] too (None
+    broke the model's forward)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from differad_cli.models.tiny import build_tiny_model
+    from differad_cli.train.model import freeze_vision
+    from differad_cli.train.vision_cache import install_vision_cache
+
+    folder = build_tiny_model(tmp_path / "model", seed=0, family="qwen3_vl")
+    config = AutoConfig.from_pretrained(folder)
+    config.vision_config.deepstack_visual_indexes = []
+    proc = _plain_processor("qwen3_vl", folder)
+    content = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Hi"}]
+    prompt = proc.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
+    rng = np.random.default_rng(2)
+    images = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
+    inputs = proc(text=[prompt], images=images, return_tensors="pt")
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_config(config)
+    freeze_vision(model)
+    with torch.no_grad():
+        want = model(**inputs).logits
+        assert install_vision_cache(model, 0.01) is not None
+        for _ in range(2):  # a miss, then a hit
+            torch.testing.assert_close(model(**inputs).logits, want)

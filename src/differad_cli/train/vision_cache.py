@@ -39,7 +39,7 @@ class VisionFeatureCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
-        self.off = False  # set for good when the tower's output has fields it cannot rebuild
+        self.off = False  # for good: once the tower trains, or its output has fields it cannot rebuild
 
     def _bypass(self, kwargs: dict[str, Any]) -> bool:
         if kwargs.get("output_hidden_states") or kwargs.get("output_attentions"):
