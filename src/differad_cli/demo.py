@@ -160,17 +160,13 @@ def _paths(cfg: DemoConfig) -> dict[str, Path]:
 
 def _check_family(learner: Path, family: str) -> None:
     """A resumed demo keeps its learner: one of another family than --family is refused, not trained on."""
-    import json
-
+    from differad_cli.core.coords import detect_family
     from differad_cli.core.errors import BadInput
 
-    try:
-        found = json.loads((learner / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError):
-        found = None
+    found = detect_family(learner)  # an unreadable or unknown config.json is bad input too
     if found != family:
         raise BadInput(
-            f"{learner} holds a {found or 'unreadable'} learner, not --family {family}: "
+            f"{learner} holds a {found} learner, not --family {family}: "
             "give another --out, or the family it was built with"
         )
 

@@ -49,15 +49,16 @@ def eval_command(
 
 def _refuse_unused_backend_options(opts: PredictOptions) -> None:
     """Backend options given without a backend (--threshold beside --pred) would be ignored without a word."""
-    from dataclasses import MISSING, fields
+    from dataclasses import fields
 
     from differad_cli.core.errors import BadInput
+    from differad_cli.core.options import default_of
 
-    unused = []
-    for f in fields(PredictOptions):
-        default = f.default_factory() if f.default_factory is not MISSING else f.default
-        if f.name not in ("seed", "force") and getattr(opts, f.name) != default:
-            unused.append("--" + f.name.replace("_", "-"))
+    unused = [
+        "--" + f.name.replace("_", "-")
+        for f in fields(PredictOptions)
+        if f.name not in ("seed", "force") and getattr(opts, f.name) != default_of(f)
+    ]
     if unused:
         raise BadInput(
             f"{', '.join(unused)}: backend option(s) without a backend; with --pred or --maps the boxes are "

@@ -40,6 +40,8 @@ class VisionFeatureCache:
         self.hits = 0
         self.misses = 0
         self.off = False  # for good: once the tower trains, or its output has fields it cannot rebuild
+        self._output_class: Any = None  # the tower's output type, rebuilt for every answer
+        self._deepstack = False  # whether it carries deepstack_features (Qwen3-VL: a list, maybe empty)
 
     def _bypass(self, kwargs: dict[str, Any]) -> bool:
         if kwargs.get("output_hidden_states") or kwargs.get("output_attentions"):
@@ -63,15 +65,19 @@ class VisionFeatureCache:
         h.update(data.view(-1).view(torch.uint8).numpy())  # the buffer itself: no extra copy
         return h.digest()
 
-    def _insert(self, key: bytes, pooled: Any, deep: tuple[Any, ...]) -> None:
-        size = sum(t.numel() * t.element_size() for t in (pooled, *deep))
+    @staticmethod
+    def _nbytes(entry: tuple[Any, tuple[Any, ...]]) -> int:
+        pooled, deep = entry
+        return sum(t.numel() * t.element_size() for t in (pooled, *deep))
+
+    def _insert(self, key: bytes, entry: tuple[Any, tuple[Any, ...]]) -> None:
+        size = self._nbytes(entry)
         if size > self.max_bytes:
             return
-        self.store[key] = (pooled, deep)
+        self.store[key] = entry
         self.bytes += size
         while self.bytes > self.max_bytes:
-            _, (old_pooled, old_deep) = self.store.popitem(last=False)
-            self.bytes -= sum(t.numel() * t.element_size() for t in (old_pooled, *old_deep))
+            self.bytes -= self._nbytes(self.store.popitem(last=False)[1])
 
     def __call__(self, pixel_values: Any, image_grid_thw: Any = None, **kwargs: Any) -> Any:
         if self.off or image_grid_thw is None or self._bypass(kwargs):
@@ -101,14 +107,13 @@ class VisionFeatureCache:
                 self.off = True
                 return self.original(self.owner, pixel_values, image_grid_thw, **kwargs)
             self._output_class = type(out)
-            self._deepstack = out.get("deepstack_features") is not None  # Qwen3-VL: a list, maybe empty
+            self._deepstack = out.get("deepstack_features") is not None
             layers = out.get("deepstack_features") or []
             for j, k in enumerate(new):
                 pooled, deep = out.pooler_output[j].detach(), tuple(layer[j].detach() for layer in layers)
                 found[k] = (pooled, deep)
                 # copies: a CPU .cpu() is the same view, which would keep the whole batch's output alive
-                own = pooled.to("cpu", copy=True), tuple(d.to("cpu", copy=True) for d in deep)
-                self._insert(k, *own)
+                self._insert(k, (pooled.to("cpu", copy=True), tuple(d.to("cpu", copy=True) for d in deep)))
         self.misses += len(new)
         self.hits += len(keys) - len(new)
         rows = [found[k] for k in keys]
@@ -116,9 +121,6 @@ class VisionFeatureCache:
         if self._deepstack:
             fields["deepstack_features"] = [tuple(r[1][n] for r in rows) for n in range(len(rows[0][1]))]
         return self._output_class(**fields)
-
-    _output_class: Any = None
-    _deepstack = False
 
 
 def install_vision_cache(model: Any, max_gb: float) -> VisionFeatureCache | None:
