@@ -226,3 +226,90 @@ def test_calibration_searches_as_high_as_window_seeds_reach() -> None:
     assert crit > 256, crit
     assert localize(ref, tgt, DiffConfig(threshold=crit - 1)).anomalous
     assert not localize(ref, tgt, DiffConfig(threshold=crit + 1)).anomalous
+
+
+def _corner_error(a: np.ndarray, b: np.ndarray, size: int) -> float:
+    """Largest distance (pixels) between where two homographies send the image's corners."""
+    c = np.float64([[0, 0], [size, 0], [size, size], [0, size]]).reshape(-1, 1, 2)
+    return float(
+        np.abs(cv2.perspectiveTransform(c, a.astype(np.float64)) - cv2.perspectiveTransform(c, b)).max()
+    )
+
+
+def test_inverse_compositional_ecc_recovers_a_homography_as_opencv_does() -> None:
+    from differad_cli.predict.backends.diff.align import EccTemplate
+
+    ref = cv2.cvtColor(scene(31, 256), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    tgt, hom = seen_through(
+        ref, 3
+    )  # tgt(x) = ref(hom^-1 x): the warp to find is hom^-1 (target -> reference)
+    truth = np.linalg.inv(hom)
+    start = np.eye(3, dtype=np.float32)
+    start[:2, 2] = truth[:2, 2] + (2.0, -1.5)  # a start a few pixels off, as ORB or the shift fit hands over
+    rho, found = EccTemplate(ref).fit(tgt, start, 40, 1e-7)
+    assert rho > 0.98 and _corner_error(found, truth, 256) < 0.5, (rho, found)
+    fit = np.zeros(tgt.shape, np.uint8)
+    fit[15:-15, 15:-15] = 1
+    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-7)
+    _, opencv = cv2.findTransformECC(tgt, ref, start.copy(), cv2.MOTION_HOMOGRAPHY, crit, fit, 5)
+    assert _corner_error(found, opencv, 256) < 0.5  # the same criterion: the same answer
+    assert _corner_error(start, truth, 256) > 5  # and the start really was off
+
+
+def test_ecc_leaves_out_what_the_target_does_not_show() -> None:
+    """A warp that reaches past the target's edge: the sums of the pixels left out are subtracted, which must
+    equal a template built on the kept pixels alone; and the fit still lands on the truth."""
+    from differad_cli.predict.backends.diff.align import EccTemplate
+
+    ref = cv2.cvtColor(scene(32, 200), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    tpl = EccTemplate(ref)
+    keep = np.ones(tpl.t.size, bool)
+    keep[: tpl.region_shape[1] * 20] = False  # the top 20 rows of the fit region
+    go, to = tpl.g[:, ~keep].astype(np.float64), tpl.t[~keep].astype(np.float64)
+    gg, sg, sgt, st, tt = tpl.sums
+    from_sums = tpl._solve(
+        gg - go @ go.T, sg - go.sum(1), sgt - go @ to, st - to.sum(), tt - to @ to, keep.sum()
+    )
+    g, t = tpl.g[:, keep].astype(np.float64), tpl.t[keep].astype(np.float64)
+    g, t = g - g.mean(1, keepdims=True), t - t.mean()
+    direct = (
+        np.linalg.inv(g @ g.T),
+        g @ t,
+        float(np.sqrt(t @ t)),
+        float(t @ t - (g @ t) @ np.linalg.inv(g @ g.T) @ (g @ t)),
+    )
+    for a, b in zip(from_sums, direct, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    shift = np.float64([[1, 0, 0], [0, 1, 30], [0, 0, 1]])  # content moved 30 px down: the top is new
+    tgt = cv2.warpPerspective(ref, shift, (200, 200), borderValue=255.0)  # bright where nothing was seen
+    start = np.eye(3, dtype=np.float32)
+    start[1, 2] = -27.0
+    rho, found = tpl.fit(tgt, start, 40, 1e-7)
+    assert rho > 0.99 and _corner_error(found, np.linalg.inv(shift), 200) < 0.3, (rho, found)
+
+
+def test_line_mode_builds_the_reference_side_of_the_fit_once(monkeypatch, tmp_path) -> None:
+    from differad_cli.core.images import save_png
+    from differad_cli.core.records import Pair
+    from differad_cli.predict.backends.diff import DiffBackend, align
+
+    built = []
+    real = align.EccTemplate.__init__
+    monkeypatch.setattr(
+        align.EccTemplate, "__init__", lambda self, im: (built.append(im.shape), real(self, im))[1]
+    )
+    ref = scene(33, 256)
+    save_png(tmp_path / "ref.png", ref)
+    answer = DiffBackend().with_reference(tmp_path / "ref.png")
+    for k in range(3):
+        save_png(tmp_path / f"t{k}.png", seen_through(ref, k)[0])
+        answer(Pair(f"t{k}", tmp_path / "ref.png", tmp_path / f"t{k}.png", None, "normal", 256, 256))
+    assert 2 <= len(built) <= 4, built  # once per pyramid and level (3 targets: 6+ if per target)
+    with np.errstate(all="ignore"):
+        flat = align.EccTemplate(np.full((64, 64), 7.0, np.float32))
+    try:
+        flat.fit(np.full((64, 64), 7.0, np.float32), np.eye(3, dtype=np.float32), 5, 1e-5)
+    except cv2.error as e:
+        assert "no texture" in str(e)
+    else:
+        raise AssertionError("a flat reference fitted")

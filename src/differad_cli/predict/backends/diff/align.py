@@ -16,6 +16,7 @@ ECC_MIN = 0.9
 # The shift + rotation start's correlation on high-passed images below which their homography fit is not tried
 # (the plain images are): 0.14-0.78 on smooth synth surfaces, where the high-passed fit then failed too.
 HP_HOPELESS = 0.8
+HALF_STEPS, FULL_STEPS = 15, 5  # the homography's ECC iterations at half and full working size
 
 
 def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> tuple[np.ndarray, float] | None:
@@ -115,6 +116,113 @@ def _half(img: np.ndarray) -> np.ndarray:
     return cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
 
 
+class EccTemplate:
+    """A reference image ready for inverse-compositional ECC with a homography model.
+
+    Why: OpenCV's ``findTransformECC`` warps the moving image *and its gradients* and rebuilds the Jacobian
+    and its Hessian at every iteration (forward additive); with the reference as the fixed template those
+    depend on the reference alone, so they are computed once here and an iteration warps the target once and
+    takes two dot products (Evangelidis & Psarakis 2008, the inverse compositional form of the same
+    correlation criterion; line mode keeps one per reference and level). The fit region is the reference's
+    centre (``ECC_MARGIN``/2 per side); where a warp reaches past the target's edge, the pixels it cannot see
+    are left out by subtracting their share of the precomputed sums (few pixels, so cheap), as OpenCV masks
+    them.
+    """
+
+    def __init__(self, image: np.ndarray):
+        img = cv2.GaussianBlur(image.astype(np.float32), (5, 5), 0)  # as findTransformECC's gaussFiltSize=5
+        h, w = img.shape
+        my, mx = max(1, round(h * ECC_MARGIN / 2)), max(1, round(w * ECC_MARGIN / 2))  # 1: the gradient
+        self.size, self.origin, self.region_shape = (w, h), (mx, my), (h - 2 * my, w - 2 * mx)
+        # parameters in centred, scaled coordinates (pixels -> about [-0.5, 0.5]): the Hessian's columns then
+        # have comparable scales; norm maps pixels there, its inverse an update back to pixels
+        s = float(max(h, w))
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        self.norm = np.array([[1 / s, 0, -cx / s], [0, 1 / s, -cy / s], [0, 0, 1]])
+        region = img[my : h - my, mx : w - mx]
+        # central differences, as findTransformECC's [-0.5, 0, 0.5] (the region never touches the border)
+        tx = (img[my : h - my, mx + 1 : w - mx + 1] - img[my : h - my, mx - 1 : w - mx - 1]) * (s / 2)
+        ty = (img[my + 1 : h - my + 1, mx : w - mx] - img[my - 1 : h - my - 1, mx : w - mx]) * (s / 2)
+        x = ((np.arange(mx, w - mx, dtype=np.float32) - cx) / s)[None, :]
+        y = ((np.arange(my, h - my, dtype=np.float32) - cy) / s)[:, None]
+        r = tx * x + ty * y
+        g = np.empty((8, region.size), np.float32)  # d T(W(x; p)) / dp at p = 0, one row per parameter
+        for k, col in enumerate((tx * x, tx * y, tx, ty * x, ty * y, ty, -r * x, -r * y)):
+            g[k] = col.ravel()
+        t = region.ravel()
+        # centred over the whole region (float32 dot products stay accurate); sums kept in float64
+        self.t = t - np.float32(t.mean(dtype=np.float64))
+        self.g = g - g.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        g64, t64 = self.g.astype(np.float64), self.t.astype(np.float64)
+        self.sums = (g64 @ g64.T, g64.sum(axis=1), g64 @ t64, float(t64.sum()), float(t64 @ t64))
+        try:
+            self.full: tuple | None = self._solve(*self.sums, self.t.size)
+        except np.linalg.LinAlgError:  # a flat (or tiny) reference: nothing to fit; fit() says so
+            self.full = None
+
+    @staticmethod
+    def _solve(gg: np.ndarray, sg: np.ndarray, gt: np.ndarray, st: float, tt: float, n: int) -> tuple:
+        """(H^-1, G't, |t|, lambda's numerator) of the template centred over ``n`` pixels, from its sums."""
+        mg, mt = sg / n, st / n
+        hinv = np.linalg.inv(gg - n * np.outer(mg, mg))
+        gt = gt - n * mg * mt
+        tt = tt - n * mt * mt
+        return hinv, gt, float(np.sqrt(max(tt, 0.0))), float(tt - gt @ hinv @ gt)
+
+    def fit(self, target: np.ndarray, warp: np.ndarray, iters: int, eps: float) -> tuple[float, np.ndarray]:
+        """(correlation, 3x3 H with ref(H(x)) ~ target(x)) from the start ``warp`` (same convention), as
+        ``findTransformECC`` with the target as its template; raises ``cv2.error`` where ECC gives up."""
+        if self.full is None:
+            raise cv2.error("ECC: the reference has no texture to fit")
+        tgt = cv2.GaussianBlur(target.astype(np.float32), (5, 5), 0)
+        w, h = self.size
+        mx, my = self.origin
+        rh, rw = self.region_shape
+        shift = np.array([[1.0, 0, mx], [0, 1.0, my], [0, 0, 1.0]])
+        to_px = np.linalg.inv(self.norm)
+        corners = np.float64([[mx, my], [w - 1 - mx, my], [w - 1 - mx, h - 1 - my], [mx, h - 1 - my]])
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        p = np.linalg.inv(warp.astype(np.float64))  # reference -> target: where each template pixel samples
+        rho, last = 0.0, -1.0
+        for _ in range(iters):
+            if abs(rho - last) < eps:
+                break
+            p = p / p[2, 2]
+            m = (p @ shift).astype(np.float32)
+            i = cv2.warpPerspective(tgt, m, (rw, rh), flags=flags, borderMode=cv2.BORDER_REPLICATE).ravel()
+            hinv, gt, t_norm, lam_n = self.full
+            reach = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), p).reshape(-1, 2)
+            if np.all(reach >= 0) and np.all(reach[:, 0] <= w - 1) and np.all(reach[:, 1] <= h - 1):
+                i = i - np.float32(i.mean(dtype=np.float64))
+            else:  # leave out the template pixels that land outside the target
+                ones = np.ones((h, w), np.uint8)
+                seen = cv2.warpPerspective(ones, m, (rw, rh), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+                out = np.flatnonzero(seen.ravel() == 0)
+                n = self.t.size - out.size
+                if n < 64:
+                    raise cv2.error("ECC: the warp leaves the target")
+                go, to = self.g[:, out].astype(np.float64), self.t[out].astype(np.float64)
+                gg, sg, sgt, st, tt = self.sums
+                sums = (gg - go @ go.T, sg - go.sum(axis=1), sgt - go @ to, st - to.sum(), tt - to @ to)
+                hinv, gt, t_norm, lam_n = self._solve(*sums, n)
+                i[out] = 0.0
+                i = i - np.float32(i.sum(dtype=np.float64) / n)
+                i[out] = 0.0
+            i_norm = float(np.sqrt(np.dot(i, i)))
+            ti = float(np.dot(self.t, i))  # = the valid part's centred template . i (i sums to 0 there)
+            last, rho = rho, (ti / (t_norm * i_norm) if t_norm * i_norm > 0 else 0.0)
+            gi = (self.g @ i).astype(np.float64)
+            lam_d = ti - float(gi @ hinv @ gt)
+            if not lam_d > 0:
+                raise cv2.error("ECC: the correlation went negative")  # as findTransformECC stops
+            dp = hinv @ ((lam_n / lam_d) * gi - gt)
+            step = np.array([[1 + dp[0], dp[1], dp[2]], [dp[3], 1 + dp[4], dp[5]], [dp[6], dp[7], 1.0]])
+            p = p @ to_px @ np.linalg.inv(step) @ self.norm  # inverse compositional: W(p) o W(dp)^-1
+        p = p / p[2, 2]
+        out = np.linalg.inv(p)
+        return rho, (out / out[2, 2]).astype(np.float32)
+
+
 def reference_side(ref_gray: np.ndarray, cache: dict | None = None) -> dict:
     """What the homography fit needs of the reference alone (ORB keypoints, the high-passed ECC pyramid):
     made once and kept in ``cache`` (line mode: one reference, many targets)."""
@@ -124,40 +232,43 @@ def reference_side(ref_gray: np.ndarray, cache: dict | None = None) -> dict:
         hp = _high_pass(ref_gray)
         cache["pyramid"] = {1: hp, 2: _half(hp)}
         cache["plain"] = {1: ref_gray, 2: _half(ref_gray)}
+        # (pyramid name, level) -> EccTemplate: the high-passed ones are nearly always used, the plain ones
+        # only when those fit poorly (made when first needed)
+        cache["ecc"] = {("pyramid", f): EccTemplate(im) for f, im in cache["pyramid"].items()}
     return cache
+
+
+def _template(prepared: dict, name: str, level: int) -> EccTemplate:
+    key = (name, level)
+    if key not in prepared["ecc"]:
+        prepared["ecc"][key] = EccTemplate(prepared[name][level])
+    return prepared["ecc"][key]
 
 
 def _refine(
     start: np.ndarray,
     tgt: np.ndarray,
-    ref_levels: dict,
+    prepared: dict,
+    name: str,
     w: int,
     h: int,
     cfg: DiffConfig,
     give_up: float = 0.0,
 ) -> tuple[np.ndarray | None, float]:
-    """ECC with a homography model from ``start``, half size then full size: (warp or None, correlation).
-    The full-size step (the costly one) is left out when the half-size fit correlates below ``give_up``."""
+    """ECC with a homography model from ``start``, half size then full size, against the reference's
+    ``prepared[name]`` pyramid: (warp or None, correlation). The full-size step (the costly one) is left out
+    when the half-size fit correlates below ``give_up``."""
     half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
     warp, cc = None, 0.0
-    # 5 full-size steps: 10 scored the same on every bench set (clean, bad day, photographs), 3 lost a pair.
-    # 15 half-size steps (was 30; 2026-11-28): estimate_homography 38.8 -> 36.2 ms per 800x800 target (best
-    # of 5), identical boxes on bench_line's 30 targets; Acc@0.3 photographs 0.811 = 0.811, clean 0.950 ->
-    # 0.960, synth's bad day 0.837 -> 0.827 (one pair each way)
-    levels = ((2, 15), (1, 5)) if min(h, w) >= 64 else ((1, 40),)
+    levels = ((2, HALF_STEPS), (1, FULL_STEPS)) if min(h, w) >= 64 else ((1, 40),)
     for f, iters in levels:
         t = _half(tgt) if f > 1 else tgt
-        r = ref_levels[f] if f in ref_levels else ref_levels[1]
         m = half if f == 2 else np.eye(3, dtype=np.float32)
         inv = np.linalg.inv(m)
-        my, mx = round(t.shape[0] * ECC_MARGIN / 2), round(t.shape[1] * ECC_MARGIN / 2)
-        fit = np.zeros(t.shape, np.uint8)
-        fit[my : t.shape[0] - my, mx : t.shape[1] - mx] = 1
-        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, 1e-5)
         guess = (m @ (start if warp is None else warp) @ inv).astype(np.float32)
         try:
-            score, out = cv2.findTransformECC(t, r, guess, cv2.MOTION_HOMOGRAPHY, criteria, fit, 5)
-        except cv2.error:
+            score, out = _template(prepared, name, f).fit(t, guess, iters, 1e-5)
+        except (cv2.error, np.linalg.LinAlgError):
             continue
         if _plausible(inv @ out @ m, w, h, cfg):
             warp, cc = (inv @ out @ m).astype(np.float32), score  # the correlation of the fit kept
@@ -203,9 +314,9 @@ def estimate_homography(
     # poorly on the high-passed images (smooth surfaces: the high-pass leaves mostly noise), the plain images
     # come first; fits that cannot reach ECC_MIN at half size are not refined at full size
     give_up = ECC_MIN - 0.2 if fell_back else 0.0
-    warp, cc = (None, 0.0) if hopeless else _refine(start, tgt_hp, prepared["pyramid"], w, h, cfg, give_up)
+    warp, cc = (None, 0.0) if hopeless else _refine(start, tgt_hp, prepared, "pyramid", w, h, cfg, give_up)
     if fell_back and (hopeless or (warp is not None and cc < ECC_MIN)):
-        warp, cc = _refine(start, tgt_gray, prepared["plain"], w, h, cfg, give_up)
+        warp, cc = _refine(start, tgt_gray, prepared, "plain", w, h, cfg, give_up)
         warp = warp if cc >= ECC_MIN else None
     refined = warp is not None
     start = warp if warp is not None else start
