@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from differad_cli.cli.options import Command, config_options
-from differad_cli.predict.config import LineOptions, PredictOptions
+from differad_cli.predict.config import LineOptions, PredictIO, PredictOptions
 
 HELP = """Say whether TGT has a defect compared with the normal reference REF, and where (one box).
 
@@ -47,33 +47,23 @@ categories, and without it their targets are skipped with one line.
 A reference of another size than the target is resized to it (with a warning)."""
 
 
-@config_options(PredictOptions, LineOptions)
+@config_options(PredictOptions, LineOptions, PredictIO)
 def predict_cmd(
     opts: PredictOptions,
     line: LineOptions,
+    io: PredictIO,
     images: Annotated[
         list[Path] | None,
         typer.Argument(
             help="REF TGT, or with --ref/--ref-map: the targets.", show_default=False, metavar="IMAGE"
         ),
     ] = None,
-    pairs: Annotated[Path | None, typer.Option("--pairs", help="Batch mode: a pairs.jsonl manifest.")] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Batch mode: prediction records output (- for stdout)."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
-    overlay: Annotated[
-        Path | None, typer.Option("--overlay", help="Write REF beside TGT with the box drawn (PNG).")
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume/--no-resume", help="Batch: continue an interrupted run.")
-    ] = True,
 ) -> None:
     from differad_cli.core.errors import BadInput
     from differad_cli.predict.run import check_overlay, human_line, predict_file, predict_one, write_overlay
 
     images = list(images or [])
+    pairs, out, overlay = io.pairs, io.out, io.overlay
     if opts.maps_out is not None and pairs is None:
         raise BadInput(
             "--maps goes with batch mode (--pairs P.jsonl --out PRED.jsonl): maps are named by pair id"
@@ -90,9 +80,9 @@ def predict_cmd(
             raise BadInput("give either REF TGT or --pairs P.jsonl --out PRED.jsonl, not both")
         if out is None:
             raise BadInput("--pairs needs --out PRED.jsonl")
-        if as_json or overlay is not None:
+        if io.as_json or overlay is not None:
             raise BadInput("--json and --overlay apply to one pair (REF TGT), not to --pairs")
-        predict_file(pairs, out, opts, resume=resume)
+        predict_file(pairs, out, opts, resume=io.resume)
         return
     if len(images) != 2:
         raise BadInput(
@@ -105,7 +95,7 @@ def predict_cmd(
     result = predict_one(images[0], images[1], opts)
     if overlay is not None:
         write_overlay(overlay, result, force=opts.force)
-    print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))
+    print(json.dumps(result, ensure_ascii=False) if io.as_json else human_line(result))
 
 
 COMMANDS = (

@@ -162,6 +162,22 @@ class LineOptions:
     )
 
 
+@dataclass
+class PredictIO:
+    """Where `differad predict` reads pairs and writes answers: one pair (human line, --json, --overlay) or a
+    whole manifest (--pairs/--out, resumable)."""
+
+    pairs: Path | None = field(default=None, metadata=_h("Batch mode: a pairs.jsonl manifest."))
+    out: Path | None = field(
+        default=None, metadata=_h("Batch mode: prediction records output (- for stdout).")
+    )
+    as_json: bool = field(default=False, metadata=_h("Print one JSON object on stdout.", "--json"))
+    overlay: Path | None = field(default=None, metadata=_h("Write REF beside TGT with the box drawn (PNG)."))
+    resume: bool = field(
+        default=True, metadata=_h("Batch: continue an interrupted run.", "--resume/--no-resume")
+    )
+
+
 def resolve_backend(opts: PredictOptions) -> str:
     name = opts.backend or ("openai" if opts.endpoint else "hf" if opts.model else "diff")
     if name not in BACKENDS:
