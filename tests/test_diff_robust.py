@@ -240,9 +240,10 @@ def test_inverse_compositional_ecc_recovers_a_homography_as_opencv_does() -> Non
     from differad_cli.predict.backends.diff.align import EccTemplate
 
     ref = cv2.cvtColor(scene(31, 256), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    tgt, hom = seen_through(
-        ref, 3
-    )  # tgt(x) = ref(hom^-1 x): the warp to find is hom^-1 (target -> reference)
+    # tgt(x) = ref(hom^-1 x): the warp to find is hom^-1 (target -> reference); another exposure too, to which
+    # the correlation criterion is blind (its gain factor lambda)
+    tgt, hom = seen_through(ref, 3)
+    tgt = tgt * 0.5 + 20.0
     truth = np.linalg.inv(hom)
     start = np.eye(3, dtype=np.float32)
     start[:2, 2] = truth[:2, 2] + (2.0, -1.5)  # a start a few pixels off, as ORB or the shift fit hands over
@@ -280,8 +281,9 @@ def test_ecc_leaves_out_what_the_target_does_not_show() -> None:
     )
     for a, b in zip(from_sums, direct, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
-    shift = np.float64([[1, 0, 0], [0, 1, 30], [0, 0, 1]])  # content moved 30 px down: the top is new
-    tgt = cv2.warpPerspective(ref, shift, (200, 200), borderValue=255.0)  # bright where nothing was seen
+    # content moved 30 px down: the reference's bottom rows fall past the target's edge and must be left out
+    shift = np.float64([[1, 0, 0], [0, 1, 30], [0, 0, 1]])
+    tgt = cv2.warpPerspective(ref, shift, (200, 200))
     start = np.eye(3, dtype=np.float32)
     start[1, 2] = -27.0
     rho, found = tpl.fit(tgt, start, 40, 1e-7)
@@ -305,11 +307,28 @@ def test_line_mode_builds_the_reference_side_of_the_fit_once(monkeypatch, tmp_pa
         save_png(tmp_path / f"t{k}.png", seen_through(ref, k)[0])
         answer(Pair(f"t{k}", tmp_path / "ref.png", tmp_path / f"t{k}.png", None, "normal", 256, 256))
     assert 2 <= len(built) <= 4, built  # once per pyramid and level (3 targets: 6+ if per target)
-    with np.errstate(all="ignore"):
-        flat = align.EccTemplate(np.full((64, 64), 7.0, np.float32))
+    flat = align.EccTemplate(np.full((64, 64), 7.0, np.float32))
     try:
         flat.fit(np.full((64, 64), 7.0, np.float32), np.eye(3, dtype=np.float32), 5, 1e-5)
     except cv2.error as e:
         assert "no texture" in str(e)
     else:
         raise AssertionError("a flat reference fitted")
+
+
+def test_ecc_refuses_what_it_cannot_fit() -> None:
+    """Tiny references have no template (fit raises cv2.error, which the alignment catches: no crash); a
+    target of another size than the reference is a caller's bug, said as such."""
+    from differad_cli.predict.backends.diff.align import EccTemplate, reference_side
+
+    for shape in ((2, 2), (5, 5), (3, 256), (256, 3)):
+        tiny = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
+        assert EccTemplate(tiny).full is None
+        reference_side(tiny)  # builds without raising
+    tpl = EccTemplate(cv2.cvtColor(scene(34, 128), cv2.COLOR_RGB2GRAY).astype(np.float32))
+    try:
+        tpl.fit(np.zeros((100, 128), np.float32), np.eye(3, dtype=np.float32), 5, 1e-5)
+    except ValueError as e:
+        assert "differ in size" in str(e)
+    else:
+        raise AssertionError("a target of another size was fitted")

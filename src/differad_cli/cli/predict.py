@@ -47,11 +47,11 @@ categories, and without it their targets are skipped with one line.
 A reference of another size than the target is resized to it (with a warning)."""
 
 
-@config_options(PredictOptions, LineOptions, PredictIO)
+@config_options(PredictIO, PredictOptions, LineOptions)
 def predict_cmd(
+    io: PredictIO,
     opts: PredictOptions,
     line: LineOptions,
-    io: PredictIO,
     images: Annotated[
         list[Path] | None,
         typer.Argument(
@@ -63,7 +63,7 @@ def predict_cmd(
     from differad_cli.predict.run import check_overlay, human_line, predict_file, predict_one, write_overlay
 
     images = list(images or [])
-    pairs, out, overlay = io.pairs, io.out, io.overlay
+    pairs, out, overlay, as_json = io.pairs, io.out, io.overlay, io.as_json
     if opts.maps_out is not None and pairs is None:
         raise BadInput(
             "--maps goes with batch mode (--pairs P.jsonl --out PRED.jsonl): maps are named by pair id"
@@ -80,7 +80,7 @@ def predict_cmd(
             raise BadInput("give either REF TGT or --pairs P.jsonl --out PRED.jsonl, not both")
         if out is None:
             raise BadInput("--pairs needs --out PRED.jsonl")
-        if io.as_json or overlay is not None:
+        if as_json or overlay is not None:
             raise BadInput("--json and --overlay apply to one pair (REF TGT), not to --pairs")
         predict_file(pairs, out, opts, resume=io.resume)
         return
@@ -95,7 +95,7 @@ def predict_cmd(
     result = predict_one(images[0], images[1], opts)
     if overlay is not None:
         write_overlay(overlay, result, force=opts.force)
-    print(json.dumps(result, ensure_ascii=False) if io.as_json else human_line(result))
+    print(json.dumps(result, ensure_ascii=False) if as_json else human_line(result))
 
 
 COMMANDS = (

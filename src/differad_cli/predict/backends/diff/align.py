@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import cv2
 import numpy as np
 
 from differad_cli.predict.backends.diff.config import DiffConfig
 
-ECC_MARGIN = 0.12  # image fraction left out on each side when fitting the alignment
+ECC_MARGIN = 0.12  # image fraction left out on each side by the Euclidean fit (the homography's: half)
 HIGH_PASS = 24.0  # sigma (working pixels) of the lighting removed before the homography's ECC
 # Without ORB's start (too few matches: smooth, low-texture images), the homography's ECC correlation below
 # which its fit is not trusted: on retina photographs the 8-dof fit drifted to 0.68-0.78 with wrong
@@ -16,7 +18,11 @@ ECC_MIN = 0.9
 # The shift + rotation start's correlation on high-passed images below which their homography fit is not tried
 # (the plain images are): 0.14-0.78 on smooth synth surfaces, where the high-passed fit then failed too.
 HP_HOPELESS = 0.8
-HALF_STEPS, FULL_STEPS = 15, 5  # the homography's ECC iterations at half and full working size
+# The homography's ECC iterations at half and full working size (converged fits stop early). 30 half-size:
+# from a start far off (14 deg, 35 px) the inverse-compositional fit needs ~30 where OpenCV's needed 10-15
+# (review, 2026-11-28); on the bench sets 15/5 and 30/10 scored the same (docs/baselines.md)
+HALF_STEPS, FULL_STEPS = 30, 5
+MIN_FIT_PIXELS = 64  # fewer pixels in the fit region: no ECC (too little to fit 8 parameters reliably)
 
 
 def _ecc(tgt: np.ndarray, ref: np.ndarray, warp: np.ndarray, iters: int) -> tuple[np.ndarray, float] | None:
@@ -122,11 +128,11 @@ class EccTemplate:
     Why: OpenCV's ``findTransformECC`` warps the moving image *and its gradients* and rebuilds the Jacobian
     and its Hessian at every iteration (forward additive); with the reference as the fixed template those
     depend on the reference alone, so they are computed once here and an iteration warps the target once and
-    takes two dot products (Evangelidis & Psarakis 2008, the inverse compositional form of the same
-    correlation criterion; line mode keeps one per reference and level). The fit region is the reference's
-    centre (``ECC_MARGIN``/2 per side); where a warp reaches past the target's edge, the pixels it cannot see
-    are left out by subtracting their share of the precomputed sums (few pixels, so cheap), as OpenCV masks
-    them.
+    projects it on the 8 precomputed steepest-descent images (Evangelidis & Psarakis 2008, the inverse
+    compositional form of the same correlation criterion; line mode keeps one per reference and level). The
+    fit region is the reference's centre (``ECC_MARGIN``/2 per side); where a warp reaches past the target's
+    edge, the pixels it cannot see are left out (as OpenCV masks them) by subtracting their share of the
+    precomputed sums: the cost grows with the pixels left out, not with the image.
     """
 
     def __init__(self, image: np.ndarray):
@@ -139,6 +145,9 @@ class EccTemplate:
         s = float(max(h, w))
         cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
         self.norm = np.array([[1 / s, 0, -cx / s], [0, 1 / s, -cy / s], [0, 0, 1]])
+        self.full: tuple | None = None  # a flat or tiny reference: nothing to fit; fit() says so
+        if min(self.region_shape) <= 0 or self.region_shape[0] * self.region_shape[1] < MIN_FIT_PIXELS:
+            return
         region = img[my : h - my, mx : w - mx]
         # central differences, as findTransformECC's [-0.5, 0, 0.5] (the region never touches the border)
         tx = (img[my : h - my, mx + 1 : w - mx + 1] - img[my : h - my, mx - 1 : w - mx - 1]) * (s / 2)
@@ -155,10 +164,8 @@ class EccTemplate:
         self.g = g - g.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
         g64, t64 = self.g.astype(np.float64), self.t.astype(np.float64)
         self.sums = (g64 @ g64.T, g64.sum(axis=1), g64 @ t64, float(t64.sum()), float(t64 @ t64))
-        try:
-            self.full: tuple | None = self._solve(*self.sums, self.t.size)
-        except np.linalg.LinAlgError:  # a flat (or tiny) reference: nothing to fit; fit() says so
-            self.full = None
+        with contextlib.suppress(np.linalg.LinAlgError):
+            self.full = self._solve(*self.sums, self.t.size)
 
     @staticmethod
     def _solve(gg: np.ndarray, sg: np.ndarray, gt: np.ndarray, st: float, tt: float, n: int) -> tuple:
@@ -174,6 +181,8 @@ class EccTemplate:
         ``findTransformECC`` with the target as its template; raises ``cv2.error`` where ECC gives up."""
         if self.full is None:
             raise cv2.error("ECC: the reference has no texture to fit")
+        if target.shape[:2] != self.size[::-1]:
+            raise ValueError(f"ECC: target {target.shape[:2]} and reference {self.size[::-1]} differ in size")
         tgt = cv2.GaussianBlur(target.astype(np.float32), (5, 5), 0)
         w, h = self.size
         mx, my = self.origin
@@ -199,7 +208,7 @@ class EccTemplate:
                 seen = cv2.warpPerspective(ones, m, (rw, rh), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
                 out = np.flatnonzero(seen.ravel() == 0)
                 n = self.t.size - out.size
-                if n < 64:
+                if n < MIN_FIT_PIXELS:
                     raise cv2.error("ECC: the warp leaves the target")
                 go, to = self.g[:, out].astype(np.float64), self.t[out].astype(np.float64)
                 gg, sg, sgt, st, tt = self.sums
@@ -224,8 +233,9 @@ class EccTemplate:
 
 
 def reference_side(ref_gray: np.ndarray, cache: dict | None = None) -> dict:
-    """What the homography fit needs of the reference alone (ORB keypoints, the high-passed ECC pyramid):
-    made once and kept in ``cache`` (line mode: one reference, many targets)."""
+    """What the homography fit needs of the reference alone (ORB keypoints, the high-passed and plain
+    pyramids, their ECC templates): made once and kept in ``cache`` (line mode: one reference, many
+    targets)."""
     cache = {} if cache is None else cache
     if "features" not in cache:
         cache["features"] = orb_features(ref_gray)
@@ -234,7 +244,8 @@ def reference_side(ref_gray: np.ndarray, cache: dict | None = None) -> dict:
         cache["plain"] = {1: ref_gray, 2: _half(ref_gray)}
         # (pyramid name, level) -> EccTemplate: the high-passed ones are nearly always used, the plain ones
         # only when those fit poorly (made when first needed)
-        cache["ecc"] = {("pyramid", f): EccTemplate(im) for f, im in cache["pyramid"].items()}
+        levels = (2, 1) if min(ref_gray.shape[:2]) >= 64 else (1,)  # as _refine
+        cache["ecc"] = {("pyramid", f): EccTemplate(cache["pyramid"][f]) for f in levels}
     return cache
 
 
