@@ -7,6 +7,7 @@ Each figure is a marked span, ``<!-- fig:NAME -->VALUE<!-- /fig -->`` (a name ma
   demo_time        the demo's wall time, the sum of demo.json's per-stage timings ("53 s")
   demo_cold_steps  the train-cold steps the demo ran (its cold run's train_summary.json)
   demo_valid       the share of the demo's RL-trained learner's answers in the answer format, in %
+  demo_valid_untrained  the same share for the learner before training
   suite_time       with --suite: the wall time of `pytest -q` run now ("8 min 2 s")
   suite_tests      with --suite: the number of tests that run had
   suite_date       with --suite: today's date
@@ -30,7 +31,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ("tests", "demo_time", "demo_cold_steps", "demo_valid", "suite_time", "suite_tests", "suite_date")
+NAMES = (
+    "tests", "demo_time", "demo_cold_steps", "demo_valid", "demo_valid_untrained",
+    "suite_time", "suite_tests", "suite_date",
+)  # fmt: skip
 SPAN = re.compile(r"<!-- fig:(?P<name>[a-z_]+) -->(?P<value>.*?)<!-- /fig -->")
 
 
@@ -66,10 +70,16 @@ def duration(seconds: float) -> str:
     return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60} s"
 
 
+def _valid(overall: dict) -> str:
+    return f"{round(100 * (overall['n'] - overall['invalid']) / overall['n'])}%"
+
+
 def demo_figures(summary: Path) -> dict[str, str]:
-    """demo_time, demo_cold_steps and demo_valid from a demo's demo.json (one JSON line)."""
+    """demo_time, demo_cold_steps, demo_valid (and demo_valid_untrained) from a demo's demo.json (one JSON
+    line)."""
     doc = json.loads(summary.read_text(encoding="utf-8").splitlines()[0])
     overall = doc["metrics"]["learner-rl"]["overall"]
+    before = doc["metrics"].get("untrained", {}).get("overall")  # demos before 2026-11-28 have no such column
     cold = (
         summary.parent / "runs" / "cold"
     )  # the demo's own layout (demo.json's paths are relative to its cwd)
@@ -77,7 +87,8 @@ def demo_figures(summary: Path) -> dict[str, str]:
     return {
         "demo_time": duration(sum(doc["timings_s"].values())),
         "demo_cold_steps": str(steps),
-        "demo_valid": f"{round(100 * (overall['n'] - overall['invalid']) / overall['n'])}%",
+        "demo_valid": _valid(overall),
+        **({"demo_valid_untrained": _valid(before)} if before else {}),
     }
 
 

@@ -22,15 +22,15 @@ def test_demo_writes_everything_it_announces_and_resumes(tmp_path: Path) -> None
         assert (p[key] / "config.json").is_file(), key
     learner = json.loads((p["learner"] / "config.json").read_text())
     assert learner["text_config"]["hidden_size"] == 128 and learner["model_type"] == "qwen3_vl"  # the bench's
-    for run in ("eval_diff", "eval_cold", "eval_rl"):
+    for run in ("eval_diff", "eval_untrained", "eval_cold", "eval_rl"):
         metrics = json.loads((p[run] / "metrics.json").read_text())
         assert metrics["overall"]["n"] == 4
-    assert list(result.metrics) == ["constant", "diff", "learner-cold", "learner-rl"]
+    assert list(result.metrics) == ["constant", "diff", "untrained", "learner-cold", "learner-rl"]
     assert result.metrics["constant"]["answer"] in ("always normal", "whole image", "median training box")
     text = describe(result)
-    assert str(p["overlay"]) in text and str(p["eval_rl"]) in text and str(p["eval_cold"]) in text
+    assert all(str(p[k]) in text for k in ("overlay", "eval_rl", "eval_cold", "eval_untrained"))
     table = side_by_side(result.metrics)
-    assert table.splitlines()[0].split()[1:] == ["constant", "diff", "learner-cold", "learner-rl"]
+    assert table.splitlines()[0].split()[1:] == list(result.metrics)
 
     summary = json.loads(p["summary"].read_text())
     assert summary["metrics"] == result.metrics

@@ -257,6 +257,9 @@ def test_readme_figures_come_from_a_demo_summary(tmp_path: Path) -> None:
     (tmp_path / "demo.json").write_text(json.dumps(doc) + "\n")
     values = script.demo_figures(tmp_path / "demo.json")
     assert values == {"demo_time": "1 min 14 s", "demo_cold_steps": "300", "demo_valid": "34%"}
+    doc["metrics"]["untrained"] = {"overall": {"n": 32, "invalid": 32}}  # demos since 2026-11-28
+    (tmp_path / "demo.json").write_text(json.dumps(doc) + "\n")
+    assert script.demo_figures(tmp_path / "demo.json")["demo_valid_untrained"] == "0%"
     text = "in <!-- fig:demo_time -->53 s<!-- /fig --> or <!-- fig:demo_time -->x<!-- /fig -->"
     text += ", <!-- fig:tests -->1<!-- /fig -->"  # a figure without a value stays
     assert script.replace(text, values) == text.replace("53 s", "1 min 14 s").replace("->x<", "->1 min 14 s<")

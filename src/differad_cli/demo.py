@@ -151,6 +151,7 @@ def _paths(cfg: DemoConfig) -> dict[str, Path]:
         "cold": out / "runs" / "cold",
         "rl": out / "runs" / "rl",
         "eval_diff": out / "eval" / "diff",
+        "eval_untrained": out / "eval" / "untrained",
         "eval_cold": out / "eval" / "learner-cold",
         "eval_rl": out / "eval" / "learner-rl",
         "overlay": out / "predict" / "overlay.png",
@@ -243,7 +244,8 @@ def _evaluation(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -> di
     best = max(blind, key=lambda n: blind[n]["acc_0.3"])
     metrics: dict[str, dict[str, Any]] = {"constant": {"overall": blind[best], "answer": best}}
     runs = [("diff", paths["eval_diff"], PredictOptions(backend="diff", seed=cfg.seed))]
-    for name, model, folder in (
+    for name, model, folder in (  # untrained: what training changed (its answers are not in the protocol yet)
+        ("untrained", paths["learner"], paths["eval_untrained"]),
         ("learner-cold", paths["cold"], paths["eval_cold"]),
         ("learner-rl", paths["rl"], paths["eval_rl"]),
     ):
@@ -343,6 +345,7 @@ def describe(result: DemoResult) -> str:
             f"  train-cold run     {p['cold']}",
             f"  train-rl run       {p['rl']}  (final model in the folder root)",
             f"  eval: diff         {p['eval_diff']}/report.md",
+            f"  eval: untrained    {p['eval_untrained']}/report.md",
             f"  eval: cold start   {p['eval_cold']}/report.md",
             f"  eval: after RL     {p['eval_rl']}/report.md",
             f"  predict overlay    {p['overlay']}",
@@ -351,8 +354,9 @@ def describe(result: DemoResult) -> str:
             "Held-out metrics. constant = the best image-blind answer ("
             + str(result.metrics.get("constant", {}).get("answer", "-"))
             + "); diff = the training-free",
-            "golden-template backend; learner-cold / learner-rl = the ~1.5M-parameter learner after a short",
-            "CPU cold start and a few GRPO steps. At demo size it has not yet learned to use the images",
+            "golden-template backend; untrained / learner-cold / learner-rl = the ~1.6M-parameter",
+            "learner before training, after a short CPU cold start and after a few GRPO steps. At demo",
+            "size it learns the answer protocol (invalid answers fall to 0), not yet to use the images",
             "(it needs ~8,000 samples); --cold-steps 1500 --rl-steps 30 --n-train 2000 --n-test 100",
             "(~24 min) shows it learning (README; bench/bench_learning.py, docs/learning.md):",
             "",
