@@ -42,6 +42,24 @@ def test_demo_writes_everything_it_announces_and_resumes(tmp_path: Path) -> None
     assert again.timings["train-cold"] < 1.0 and again.timings["train-rl"] < 1.0
     kept = json.loads(p["summary"].read_text())["timings_s"]  # demo.json keeps the real run's timings
     assert kept["train-cold"] == pytest.approx(result.timings["train-cold"])
+    before, after = (result.metrics[k]["overall"]["invalid"] for k in ("untrained", "learner-rl"))
+    assert f"invalid answers {before} untrained -> {after} after RL" in text  # the run's counts, not a claim
+
+    # a demo folder from before the untrained column: only that evaluation runs, the rest is kept
+    import shutil
+
+    shutil.rmtree(p["eval_untrained"])
+    doc = json.loads(p["summary"].read_text())
+    doc["metrics"].pop("untrained")
+    doc["timings_s"].pop("eval untrained")
+    p["summary"].write_text(json.dumps(doc) + "\n")
+    cold_preds = (p["eval_cold"] / "predictions.jsonl").read_text()
+    old = run_demo(cfg)
+    assert (p["eval_untrained"] / "predictions.jsonl").is_file() and old.metrics == result.metrics
+    assert (p["eval_cold"] / "predictions.jsonl").read_text() == cold_preds
+    assert "eval untrained" not in old.timings.skipped and "eval learner-cold" in old.timings.skipped
+    kept = json.loads(p["summary"].read_text())["timings_s"]
+    assert kept["train-cold"] == pytest.approx(result.timings["train-cold"]) and "eval untrained" in kept
 
 
 def test_demo_refuses_too_small_sets_and_unknown_families(tmp_path: Path) -> None:

@@ -1,10 +1,10 @@
 """The whole pipeline at demo size on a CPU, with no download and no input: the README's first command.
 
 synth (train + held-out, the learner's easy generator) -> the learner (`tiny-model --preset learner`) ->
-train-cold -> train-rl -> eval the constant-answer baselines, the `diff` backend, the cold-start and the RL
-model on the held-out pairs -> predict one pair with an overlay. Every stage goes through
-the same importable functions the CLI uses, and each one is skipped when its outputs are already there,
-so an interrupted demo resumes where it stopped.
+train-cold -> train-rl -> eval the constant-answer baselines, the `diff` backend and the learner untrained,
+after the cold start and after RL on the held-out pairs -> predict one pair with an overlay. Every stage goes
+through the same importable functions the CLI uses, and each one is skipped when its outputs are already
+there, so an interrupted demo resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -332,6 +332,14 @@ def side_by_side(metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _protocol_sentence(metrics: dict[str, dict[str, Any]]) -> str:
+    """What the run's invalid-answer counts say (not a fixed claim: a short run may not get there)."""
+    counts = [metrics.get(k, {}).get("overall", {}).get("invalid") for k in ("untrained", "learner-rl")]
+    if None in counts:
+        return "see the invalid answers row"
+    return f"invalid answers {counts[0]} untrained -> {counts[1]} after RL"
+
+
 def describe(result: DemoResult) -> str:
     p = result.paths
     total = sum(result.timings.values())
@@ -356,9 +364,10 @@ def describe(result: DemoResult) -> str:
             + "); diff = the training-free",
             "golden-template backend; untrained / learner-cold / learner-rl = the ~1.6M-parameter",
             "learner before training, after a short CPU cold start and after a few GRPO steps. At demo",
-            "size it learns the answer protocol (invalid answers fall to 0), not yet to use the images",
-            "(it needs ~8,000 samples); --cold-steps 1500 --rl-steps 30 --n-train 2000 --n-test 100",
-            "(~24 min) shows it learning (README; bench/bench_learning.py, docs/learning.md):",
+            f"size it learns the answer protocol ({_protocol_sentence(result.metrics)}),",
+            "not yet to use the images (it needs ~8,000 samples); --cold-steps 1500 --rl-steps 30",
+            "--n-train 2000 --n-test 100 (~24 min) shows it learning (README; bench/bench_learning.py,",
+            "docs/learning.md):",
             "",
             side_by_side(result.metrics),
             "",
