@@ -145,10 +145,12 @@ def bench_diff(args: argparse.Namespace, pinned: str) -> bool:
                     reference_side(ref.gray, ref.aligner)
             return (time.perf_counter() - t) * 1000.0 / len(pairs)
 
+        manifest = root / "against.jsonl"  # the pairs for --against-src's worker, written once
+        if args.against_src is not None:
+            write_pairs(manifest, pairs)
+
         def run_against() -> tuple[list[float], list]:
             """The per-pair path of --against-src, same pairs, same core (line_per_pair_worker.py)."""
-            manifest = root / "against.jsonl"
-            write_pairs(manifest, pairs)
             worker = Path(__file__).with_name("line_per_pair_worker.py")
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(args.against_src), str(worker.parent)])}
             out = subprocess.run(

@@ -65,13 +65,14 @@ def answer_losses(
         with torch.no_grad():
             return float(model(**full, labels=labels).loss)
 
+    images = [pair_images(pair) for pair in pairs]  # decoded once: every seed reuses the targets
     own, swapped = [], [[] for _ in seeds]
     for k, pair in enumerate(pairs):
         answer = target_text(pair, family, resize, template=template, think=think)
-        ref, tgt = pair_images(pair)
+        ref, tgt = images[k]
         own.append(loss(answer, [ref, tgt]))
         for out, other in zip(swapped, others, strict=True):
-            out.append(loss(answer, [ref, pair_images(pairs[other[k]])[1]]))
+            out.append(loss(answer, [ref, images[other[k]][1]]))
     return own, swapped
 
 

@@ -244,9 +244,14 @@ def reference_side(ref_gray: np.ndarray, cache: dict | None = None) -> dict:
         cache["plain"] = {1: ref_gray, 2: _half(ref_gray)}
         # (pyramid name, level) -> EccTemplate: the high-passed ones are nearly always used, the plain ones
         # only when those fit poorly (made when first needed)
-        levels = (2, 1) if min(ref_gray.shape[:2]) >= 64 else (1,)  # as _refine
+        levels = [f for f, _ in _levels(*ref_gray.shape[:2])]
         cache["ecc"] = {("pyramid", f): EccTemplate(cache["pyramid"][f]) for f in levels}
     return cache
+
+
+def _levels(h: int, w: int) -> tuple[tuple[int, int], ...]:
+    """The homography ECC's (downscale factor, iterations), coarse to fine; small images at full size only."""
+    return ((2, HALF_STEPS), (1, FULL_STEPS)) if min(h, w) >= 64 else ((1, 40),)
 
 
 def _template(prepared: dict, name: str, level: int) -> EccTemplate:
@@ -271,8 +276,7 @@ def _refine(
     when the half-size fit correlates below ``give_up``."""
     half = np.diag([0.5, 0.5, 1.0]).astype(np.float32)
     warp, cc = None, 0.0
-    levels = ((2, HALF_STEPS), (1, FULL_STEPS)) if min(h, w) >= 64 else ((1, 40),)
-    for f, iters in levels:
+    for f, iters in _levels(h, w):
         t = _half(tgt) if f > 1 else tgt
         m = half if f == 2 else np.eye(3, dtype=np.float32)
         inv = np.linalg.inv(m)
