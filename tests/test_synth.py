@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -22,6 +24,7 @@ from differad_cli.synth.geometry import (
 )
 from differad_cli.synth.perlin import perlin_mask, perlin_noise, sample_scale
 from differad_cli.synth.procedural import SURFACES, TEXTURES
+from differad_cli.synth.run import synthesize
 from differad_cli.synth.sample import synthesize_pair
 
 
@@ -307,3 +310,24 @@ def test_written_pairs_follow_the_contract(synth_pairs) -> None:
         else:
             assert p.mask is None and p.box == ZERO_BOX
     assert any(p.label == 1 for p in pairs)
+
+
+def test_blank_surfaces_are_black_with_white_defects(tmp_path: Path) -> None:
+    """--surfaces blank (a learner's first curriculum stage): every reference is black, every target black
+    but for one white-ish region (the white material is pasted unaugmented, so never inverted into the
+    background) whose tight box is the record's; normal targets stay black (the easy generator's settings:
+    no rotation or brightness jitter)."""
+    easy = {"beta_max": 0.3, "rotation": 0.0, "brightness": 0.0}
+    cfg = SynthConfig(out=tmp_path / "blank", n=16, size=64, seed=1, workers=1, surfaces="blank", **easy)
+    synthesize(cfg)
+    pairs = read_pairs(tmp_path / "blank" / "pairs.jsonl")
+    assert {p.category for p in pairs} == {"blank"} and any(p.label for p in pairs)
+    for p in pairs:
+        ref, tgt = load_rgb(p.ref), load_rgb(p.tgt)
+        assert not ref.any()
+        if p.label:
+            mask = load_mask(p.mask) > 0
+            assert p.box == mask_box(mask)
+            assert not tgt[~mask].any() and tgt[mask].min() >= 255 * 0.7 - 1  # at most 30% black kept
+        else:
+            assert not tgt.any()

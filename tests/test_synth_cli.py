@@ -225,6 +225,9 @@ def test_cli_refuses_an_existing_manifest_without_resume(tmp_path: Path) -> None
         (["--normals", "EMPTY"], ["no images"]),
         (["--normals", "BROKEN"], ["could be read"]),
         (["--textures", "EMPTY"], ["no images"]),
+        (["--surfaces", "plain"], ["--surfaces", "blank"]),
+        (["--surfaces", "blank", "--normals", "EMPTY"], ["--surfaces blank", "--normals"]),
+        (["--surfaces", "blank", "--textures", "EMPTY"], ["--surfaces blank", "--textures"]),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, extra: list[str], words: list[str]) -> None:

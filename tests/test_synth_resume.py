@@ -168,3 +168,16 @@ def test_other_settings_still_refuse_and_the_same_resume(part_run: Path, full_ru
     assert json.loads((part_run / "synth.json").read_text())["size"] == 64
     _resume(part_run)
     assert _tree(part_run) == _tree(full_run)
+
+
+def test_a_run_from_before_surfaces_existed_resumes(part_run: Path, full_run: Path) -> None:
+    """synth.json written before --surfaces existed lacks the key; textured was all there was, so such a run
+    resumes (the user's interrupted run is not lost) and one with --surfaces blank still refuses."""
+    settings = json.loads((part_run / "synth.json").read_text())
+    del settings["surfaces"]
+    (part_run / "synth.json").write_text(json.dumps(settings))
+    with pytest.raises(BadInput, match=r"different settings \(surfaces\)"):
+        _resume(part_run, surfaces="blank")
+    _resume(part_run)
+    assert _tree(part_run) == {**_tree(full_run), "synth.json": (part_run / "synth.json").read_bytes()}
+    assert json.loads((part_run / "synth.json").read_text())["surfaces"] == "textured"

@@ -40,6 +40,13 @@ class SynthConfig:
     normals: Path | None = field(
         default=None, metadata=_help("Folder of defect-free images (recursive, any common format).")
     )
+    surfaces: str = field(
+        default="textured",
+        metadata=_help(
+            "Built-in surfaces: 'textured' (metal, fabric, PCB, tiles, a molded part) or 'blank' (black "
+            "with white defects: visible without the reference, a learner's first curriculum stage)."
+        ),
+    )
     textures: Path | None = field(
         default=None,
         metadata=_help("Folder of texture images to paste (e.g. DTD); default: procedural ones."),
@@ -105,6 +112,15 @@ class SynthConfig:
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.workers >= 0, f"--workers must be >= 0 (0 = automatic), got {self.workers}"),
             (0.0 <= self.p_normal <= 1.0, f"--p-normal must be in [0, 1], got {self.p_normal}"),
+            (
+                self.surfaces in ("textured", "blank"),
+                f"--surfaces must be 'textured' or 'blank', got {self.surfaces!r}",
+            ),
+            (
+                self.surfaces == "textured" or (self.normals is None and self.textures is None),
+                "--surfaces blank draws its own surfaces and defects: it cannot be combined with --normals "
+                "or --textures",
+            ),
             (self.fg in ("auto", "none"), f"--fg must be 'auto' or 'none', got {self.fg!r}"),
             (0 <= self.png_level <= 9, f"--png-level must be 0-9, got {self.png_level}"),
             (0.0 <= self.beta_max <= 1.0, f"--beta-max must be in [0, 1], got {self.beta_max}"),

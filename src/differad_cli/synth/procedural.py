@@ -153,6 +153,13 @@ def molded_part(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return _gray_to_rgb(cv2.GaussianBlur(img, (3, 3), 0), tint)
 
 
+def blank(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Black: with white defects (``WHITE``) the easiest pairs there are, a learner's first curriculum stage
+    (docs/learning.md): what differs is visible without the reference and always looks the same, so the
+    model learns where to look before it learns to compare."""
+    return np.zeros((h, w, 3), np.uint8)
+
+
 SURFACES: dict[str, Maker] = {
     "brushed_metal": brushed_metal,
     "woven_fabric": woven_fabric,
@@ -160,6 +167,10 @@ SURFACES: dict[str, Maker] = {
     "tiles": tiles,
     "molded_part": molded_part,
 }
+
+
+# Surface sets of `differad synth --surfaces` (built-in surfaces only).
+SURFACE_SETS: dict[str, dict[str, Maker]] = {"textured": SURFACES, "blank": {"blank": blank}}
 
 
 # ---------------------------------------------------------------------------------------------- textures
@@ -209,6 +220,11 @@ def tex_marble(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     freq = np.float32(2 * math.pi * rng.uniform(2, 8) / w)
     v = 0.5 + 0.5 * np.sin(xx * freq + turb * np.float32(rng.uniform(4, 10)))
     return _two_tone(v.astype(np.float32), rng)
+
+
+def white(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """The blank surfaces' defect material (pasted without augmentation)."""
+    return np.full((h, w, 3), 255, np.uint8)
 
 
 TEXTURES: dict[str, Maker] = {

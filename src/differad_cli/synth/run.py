@@ -176,6 +176,7 @@ def _check_settings(cfg: SynthConfig, out: Path, settings: dict[str, Any], exist
         before = None
     if not isinstance(before, dict):
         raise BadInput(f"cannot verify settings of {out}: {path} is unreadable or damaged; {redo}")
+    before.setdefault("surfaces", "textured")  # written before --surfaces existed: textured was all there was
     if before != settings:
         diff = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
         raise BadInput(

@@ -51,11 +51,12 @@ TextureSource = np.ndarray | Callable[[int, int, np.random.Generator], np.ndarra
 
 
 def texture_patch(
-    texture: TextureSource, box: IntBox, rng: np.random.Generator
+    texture: TextureSource, box: IntBox, rng: np.random.Generator, *, augmented: bool = True
 ) -> tuple[np.ndarray, list[str]]:
     """The augmented texture over ``box``. Only a window around the box (>= TEXTURE_CONTEXT px a side) is
     augmented: the texture is only ever seen through the mask, so augmenting the whole frame is waste.
-    A procedural texture (a maker function) is drawn at the window's size directly.
+    A procedural texture (a maker function) is drawn at the window's size directly. ``augmented`` False
+    pastes it as drawn (blank surfaces: white must stay white, not be inverted into the black surface).
     """
     x1, y1, x2, y2 = box
     grow_x = max(0, TEXTURE_CONTEXT - (x2 - x1)) // 2
@@ -68,7 +69,7 @@ def texture_patch(
         wx1, wy1 = max(0, x1 - grow_x), max(0, y1 - grow_y)
         wx2, wy2 = min(w, x2 + grow_x), min(h, y2 + grow_y)
         window = np.ascontiguousarray(texture[wy1:wy2, wx1:wx2])
-    window, ops = augment(window, rng)
+    window, ops = augment(window, rng) if augmented else (window, [])
     return window[y1 - wy1 : y2 - wy1, x1 - wx1 : x2 - wx1], ops
 
 
@@ -103,7 +104,7 @@ def synthesize_pair(
             if int(final.sum()) < cfg.min_area or n_components(final) != 1:
                 continue  # the rotation cut the region away or split it: redraw
             box = mask_box(comp)
-            patch, ops = texture_patch(texture, box, rng_anom)
+            patch, ops = texture_patch(texture, box, rng_anom, augmented=cfg.surfaces != "blank")
             beta = float(rng_anom.uniform(0.0, cfg.beta_max))
             tgt = jitter_rotate_defect(ref, blend(ref, patch, comp, beta, box), box, gain, angle, final)
             meta = {"beta": round(beta, 4), "ops": ops, "gain": round(gain, 4), "angle": round(angle, 3)}

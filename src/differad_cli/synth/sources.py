@@ -25,7 +25,7 @@ from differad_cli.synth.config import SynthConfig
 from differad_cli.synth.geometry import (
     foreground_mask,
 )
-from differad_cli.synth.procedural import SURFACES, TEXTURES
+from differad_cli.synth.procedural import SURFACE_SETS, TEXTURES, white
 from differad_cli.synth.sample import (
     Sample,
     fit_size,
@@ -136,8 +136,9 @@ class Generator:
             category = cfg.category or self.plan.categories[i]
             source = self.plan.normals[i].relative_to(cfg.normals).as_posix() if cfg.normals else ""
         else:
-            family = list(SURFACES)[index % len(SURFACES)]
-            ref = SURFACES[family](cfg.size, cfg.size, r_src)
+            surfaces = SURFACE_SETS[cfg.surfaces]
+            family = list(surfaces)[index % len(surfaces)]
+            ref = surfaces[family](cfg.size, cfg.size, r_src)
             fg = foreground_mask(ref) if cfg.fg == "auto" else None
             category, source = cfg.category or family, f"builtin:{family}"
         h, w = ref.shape[:2]
@@ -154,6 +155,8 @@ class Generator:
             else:
                 raise BadInput("none of the texture images could be decoded")
             tex_name = self.plan.textures[j].relative_to(cfg.textures).as_posix() if cfg.textures else ""
+        elif cfg.surfaces == "blank":
+            texture, tex_name = white, "builtin:white"
         else:
             name = list(TEXTURES)[int(r_src.integers(len(TEXTURES)))]
             texture, tex_name = TEXTURES[name], f"builtin:{name}"
