@@ -9,7 +9,14 @@ from differad_cli.protocol.prompts import TEMPLATES, build_messages, paraphrases
 
 
 def test_templates_named() -> None:
-    assert set(TEMPLATES) == {"differad", "baseline", "staged"}
+    assert set(TEMPLATES) == {"differad", "baseline", "staged", "compact"}
+
+
+def test_compact_is_one_short_question() -> None:
+    """The learners' template: one wording, far shorter than the paper's (it is most of their compute)."""
+    assert len(paraphrases("compact")) == 1
+    assert len(prompt_text("compact")) * 4 < len(prompt_text("differad"))
+    assert [c["type"] for c in build_messages("compact")[0]["content"]] == ["image", "image", "text"]
 
 
 @pytest.mark.parametrize("template", ["differad", "baseline", "staged"])

@@ -105,6 +105,23 @@ def adapter_base(path: str | os.PathLike[str]) -> Path | None:
     return base_path
 
 
+def trained_prompt(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The prompt a differad run trained ``path`` on (``{"template", "paraphrase"}`` from its run folder's
+    train_summary.json; a ``checkpoint-N`` or ``merged`` folder reads its parent's), or None for a model
+    differad did not train. A model cold-started on one wording answers another with garbage, so predict
+    and train-rl use or check it."""
+    import re
+
+    p = Path(path)
+    run = p.parent if re.fullmatch(r"checkpoint-\d+|merged", p.name) else p
+    try:
+        summary = json.loads((run / "train_summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    seen = summary.get("prompt") if isinstance(summary, dict) else None
+    return seen if isinstance(seen, dict) else None
+
+
 def model_family(path: str | os.PathLike[str]) -> str:
     """Coordinate family of a checkpoint or adapter folder (unknown model_type -> BadInput)."""
     from differad_cli.core.coords import detect_family

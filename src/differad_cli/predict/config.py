@@ -31,7 +31,13 @@ class PredictOptions:
     model: str | None = field(
         default=None, metadata=_h("hf: checkpoint/adapter folder; openai: served model name.")
     )
-    template: str = field(default="differad", metadata=_h("Prompt: differad | baseline | staged."))
+    template: str | None = field(
+        default=None,
+        metadata=_h(
+            "Prompt: differad | baseline | staged | compact (default: the one an hf checkpoint was trained "
+            "on, from its run's train_summary.json; else differad)."
+        ),
+    )
     threshold: str | None = field(
         default=None,
         metadata=_h(

@@ -8,8 +8,10 @@ the format, and the rewards teach the convention during training. One wording al
 predictions interchangeable across families.
 
 Templates: ``differad`` (the paper's paired prompt, reasoning then box), ``baseline`` (the paper's
-baseline-comparison instruction: compare, answer only the box) and ``staged`` (three stages: region ->
-analysis -> decision, then the box).
+baseline-comparison instruction: compare, answer only the box), ``staged`` (three stages: region ->
+analysis -> decision, then the box) and ``compact`` (one short question, for learners trained from scratch:
+they read no instructions, and the paper's 155-token wording is most of a small learner's sequence, so of
+its compute; the answer protocol is the same).
 Without an ``rng`` the canonical wording (first of each pool) is used; with one, a paraphrase is drawn.
 """
 
@@ -78,7 +80,14 @@ _STAGED = (
     f"{_NO_ANOMALY} if the decision is normal.",
 )
 
-_POOLS: dict[str, tuple[str, ...]] = {"differad": _DIFFERAD, "baseline": _BASELINE, "staged": _STAGED}
+_COMPACT = ("Where does image 2 differ from image 1?",)
+
+_POOLS: dict[str, tuple[str, ...]] = {
+    "differad": _DIFFERAD,
+    "baseline": _BASELINE,
+    "staged": _STAGED,
+    "compact": _COMPACT,
+}
 TEMPLATES: tuple[str, ...] = tuple(_POOLS)
 
 

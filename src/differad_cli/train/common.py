@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +106,8 @@ def train_and_save(trainer: Any, run: Setup, output_dir: str | os.PathLike[str],
     trainer.train(resume_from_checkpoint=run.checkpoint)
     save_final(trainer, run.processor, run.cfg, output_dir)
     prompt = {"template": run.cfg.template, "paraphrase": run.cfg.paraphrase}
-    return summary(trainer, output_dir, {"family": run.family, "pairs": len(run.pairs), "prompt": prompt})
+    extra = {"family": run.family, "model": str(run.cfg.model), "pairs": len(run.pairs), "prompt": prompt}
+    return summary(trainer, output_dir, extra)  # model: where training started (a curriculum's chain)
 
 
 def check_prompt_wording(cfg: Any, model_path: Path) -> None:
@@ -116,14 +116,11 @@ def check_prompt_wording(cfg: Any, model_path: Path) -> None:
     so every group is degenerate or format-failing and RL learns nothing (docs/learning.md)."""
     if os.environ.get(ENV_GUARD) == "1" or os.environ.get("LOCAL_RANK", "0") != "0":
         return  # workers differad relaunched (the user's process said it already), and ranks other than 0
-    run = model_path.parent if re.fullmatch(r"checkpoint-\d+|merged", model_path.name) else model_path
-    try:
-        summary = json.loads((run / "train_summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+    from differad_cli.models.load import trained_prompt
+
+    seen = trained_prompt(model_path)
+    if seen is None:
         return  # not a differad run (or an older one): nothing recorded to compare with
-    seen = summary.get("prompt") if isinstance(summary, dict) else None
-    if not isinstance(seen, dict):
-        return
     if seen.get("paraphrase") is False and cfg.paraphrase:
         console.warn(
             f"{model_path.name} was trained on the canonical prompt only (paraphrase: false) and this run "

@@ -48,15 +48,18 @@ def make_backend(opts: PredictOptions, reference: Path | None = None) -> Backend
         return OpenAIBackend(
             OpenAIConfig(
                 endpoint=str(opts.endpoint), model=str(opts.model or ""), api_key=opts.api_key,
-                family=opts.family, template=opts.template, max_tokens=opts.max_new_tokens, seed=opts.seed,
+                family=opts.family, template=opts.template or "differad", max_tokens=opts.max_new_tokens,
+                seed=opts.seed,
                 timeout=opts.timeout, retries=opts.retries, concurrency=opts.concurrency,
                 min_pixels=opts.min_pixels, max_pixels=opts.max_pixels,
             )
         )  # fmt: skip
+    from differad_cli.models.load import trained_prompt
     from differad_cli.predict.backends.hf import HFBackend
 
+    template = opts.template or (trained_prompt(str(opts.model)) or {}).get("template") or "differad"
     return HFBackend.from_path(
         str(opts.model), device=opts.device, dtype=opts.dtype, trust_remote_code=opts.trust_remote_code,
-        template=opts.template, max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size,
+        template=str(template), max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size,
         seed=opts.seed,
     )  # fmt: skip
