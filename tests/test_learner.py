@@ -77,6 +77,16 @@ def test_grid_think_scans_rows_and_columns_and_snaps_the_box() -> None:
     assert text == "<think>y 11100000 x 11100000</think><answer>(0,0),(375,375)</answer>", text
     nor = target_text(_pair(5, (0, 0, 0, 0)), "qwen3_vl", resize, think="grid")
     assert nor == "<think>y 00000000 x 00000000</think><answer>(0,0),(0,0)</answer>"
+    # the scan follows the model's image-token grid: 4x4 for a 128x128 learner (factor 32), capped at 8 a side
+    # for a real model's larger grids, and rows and columns apart for a wide image
+    small = {"min_pixels": 128 * 128, "max_pixels": 128 * 128, "factor": 32}
+    text = target_text(_pair(7, (0, 0, 80, 80)), "qwen3_vl", small, think="grid")
+    assert text == "<think>y 1100 x 1100</think><answer>(0,0),(500,500)</answer>", text
+    real = {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280, "factor": 28}
+    assert target_text(_pair(8, (0, 0, 300, 300), size=800), "qwen2_vl", real, think="grid").startswith(
+        "<think>y 11100000 x 11100000</think>"
+    )
+    assert grid_scan(_pair(9, (0, 0, 80, 80)), 2, 5) == ("y 10 x 11000", (0, 0, 80, 100))
 
 
 def test_unknown_think_is_bad_input(tmp_path: Path) -> None:
@@ -141,3 +151,29 @@ def test_rl_warns_when_its_prompt_wording_is_new_to_the_checkpoint(tmp_path: Pat
         (tmp_path / "train_summary.json").write_text(odd, encoding="utf-8")
         check_prompt_wording(SimpleNamespace(paraphrase=True, template="differad"), tmp_path)
     assert capsys.readouterr().err == ""
+
+
+def test_predict_prompts_a_checkpoint_with_the_template_it_was_trained_on(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A learner cold-started on the compact prompt answers the paper's with garbage: `predict --model` uses
+    the template the checkpoint's run recorded unless --template says otherwise; without a record (a model
+    differad did not train), the paper's."""
+    import json
+
+    from differad_cli.predict.backends import make_backend
+    from differad_cli.predict.backends.hf import HFBackend
+    from differad_cli.predict.config import PredictOptions
+
+    used: list[str] = []
+    monkeypatch.setattr(
+        HFBackend, "from_path", classmethod(lambda cls, path, **kw: used.append(kw["template"]))
+    )
+    run = tmp_path / "run"
+    (run / "checkpoint-50").mkdir(parents=True)
+    (run / "train_summary.json").write_text(
+        json.dumps({"prompt": {"template": "compact", "paraphrase": False}}), encoding="utf-8"
+    )
+    for model, template in ((run, None), (run / "checkpoint-50", None), (run, "staged"), (tmp_path, None)):
+        make_backend(PredictOptions(backend="hf", model=str(model), template=template))
+    assert used == ["compact", "compact", "staged", "differad"]

@@ -183,14 +183,14 @@ class TinyModelOptions:
         default="tiny",
         metadata={
             "help": "tiny (~0.1M parameters, CPU seconds) | learner (~1.5M, 64 image tokens per image: "
-            "learns on a CPU in minutes) | real (the family's smallest published "
-            "architecture: Qwen2-VL-2B, Qwen2.5-VL-3B, Qwen3-VL-2B; random weights) | 7b (Qwen2.5-VL-7B) | "
-            "8b (Qwen3-VL-8B)."
+            "learns on a CPU in minutes) | demo (the learner at 16 image tokens per image: `make demo`'s) | "
+            "real (the family's smallest published architecture: Qwen2-VL-2B, Qwen2.5-VL-3B, Qwen3-VL-2B; "
+            "random weights) | 7b (Qwen2.5-VL-7B) | 8b (Qwen3-VL-8B)."
         },
     )
     dtype: str | None = field(
         default=None,
-        metadata={"help": "fp32 | bf16: saved weights (default: fp32 tiny and learner, bf16 real)."},
+        metadata={"help": "fp32 | bf16: saved weights (default: fp32 tiny, learner and demo; bf16 real)."},
     )
     device: str = field(default="cpu", metadata={"help": "cpu | cuda: where the random initialization runs."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
@@ -250,7 +250,7 @@ def build_tiny_model(
     from differad_cli.models.load import image_only_processor_class, quiet_accelerator_probe
 
     spec = preset(family, preset_name)
-    dtype = dtype or ("fp32" if preset_name in ("tiny", "learner") else "bf16")
+    dtype = dtype or ("fp32" if preset_name in ("tiny", "learner", "demo") else "bf16")
     if dtype not in SAVE_DTYPES:
         raise BadInput(f"unknown --dtype '{dtype}' (choose from: {', '.join(SAVE_DTYPES)})")
     if device not in ("cpu", "cuda"):

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from differad_cli.core.boxes import area, center, is_zero
+from differad_cli.core.coords import smart_resize
 from differad_cli.core.records import Pair
 
 NORMAL_TEXT = "The target image matches the reference image; there is no abnormal region."
@@ -97,7 +98,7 @@ def short_description(pair: Pair) -> str:
     return f"A {word} region, {region_name(pair.box, pair.width, pair.height)}."
 
 
-GRID_CELLS = 8  # the learner's image-token grid (8x8 after the 2x2 merge): one scan digit per token row
+GRID_CELLS = 8  # at most this many scan digits per axis: the 8x8 learner's token grid, ~43 answer tokens
 GRID_OVERLAP = 0.3  # share of a cell the box must cover for that row/column to count as differing
 
 
@@ -107,29 +108,43 @@ def _grid_span(lo: int, hi: int, size: int, cells: int) -> list[int]:
     return span or [min(cells - 1, int((lo + hi) / 2 // step))]  # a sliver: the cell holding its centre
 
 
-def grid_scan(pair: Pair, cells: int = GRID_CELLS) -> tuple[str, tuple[int, int, int, int]]:
-    """A row/column scan of a ``cells`` x ``cells`` grid ("y 01110000 x 00011000": which rows, then which
+def grid_scan(
+    pair: Pair, rows: int = GRID_CELLS, cols: int | None = None
+) -> tuple[str, tuple[int, int, int, int]]:
+    """A row/column scan of a ``rows`` x ``cols`` grid ("y 01110000 x 00011000": which rows, then which
     columns hold the difference) and the box snapped to those cells (pixels; zero for a normal pair). One
-    token per digit and one letter per axis keep the answer within 48 new tokens.
+    token per digit and one letter per axis keep the answer within 48 new tokens. ``cols`` defaults to
+    ``rows``; train-cold passes the model's image-token grid (``token_grid``).
 
     Why: a ~1M-parameter model learns a per-row "does this row differ?" decision (one comparison of a few
     image tokens at fixed offsets from the digit) long before it learns to write the minimum and maximum of
     the changed positions as numbers; with the scan written first, the box is read off the scan
     (docs/learning.md). The snapped box is what the scan implies, so the two never disagree. Its cost:
-    boxes under ~3 cells' area (about 20 px a side at 224 px) can snap to below IoU 0.3 with the truth."""
+    boxes under ~3 cells' area (about 20 px a side at 224 px on an 8x8 grid) can snap to below IoU 0.3 with
+    the truth."""
+    cols = rows if cols is None else cols
     if not pair.is_anomalous or is_zero(pair.box):
-        return f"y {'0' * cells} x {'0' * cells}", (0, 0, 0, 0)
+        return f"y {'0' * rows} x {'0' * cols}", (0, 0, 0, 0)
     x1, y1, x2, y2 = pair.box
-    rows, cols = _grid_span(y1, y2, pair.height, cells), _grid_span(x1, x2, pair.width, cells)
-    bits = lambda span: "".join("1" if i in span else "0" for i in range(cells))  # noqa: E731
-    sx, sy = pair.width / cells, pair.height / cells  # cell edges outward: a 1-px box stays inside its cell
+    ys, xs = _grid_span(y1, y2, pair.height, rows), _grid_span(x1, x2, pair.width, cols)
+    bits = lambda span, n: "".join("1" if i in span else "0" for i in range(n))  # noqa: E731
+    sx, sy = pair.width / cols, pair.height / rows  # cell edges outward: a 1-px box stays inside its cell
     box = (
-        math.floor(cols[0] * sx),
-        math.floor(rows[0] * sy),
-        math.ceil((cols[-1] + 1) * sx),
-        math.ceil((rows[-1] + 1) * sy),
+        math.floor(xs[0] * sx),
+        math.floor(ys[0] * sy),
+        math.ceil((xs[-1] + 1) * sx),
+        math.ceil((ys[-1] + 1) * sy),
     )
-    return f"y {bits(rows)} x {bits(cols)}", box
+    return f"y {bits(ys, rows)} x {bits(xs, cols)}", box
+
+
+def token_grid(pair: Pair, resize: dict[str, int]) -> tuple[int, int]:
+    """(rows, columns) of the scan for ``pair``: the model's image-token grid (the processor-resized image
+    over the patch-merge factor), each side capped at GRID_CELLS. The 8x8 learner gets 8x8, the 4x4 demo
+    learner 4x4 (one digit per token row either way); real models' larger grids are capped."""
+    h, w = smart_resize(pair.height, pair.width, **resize)
+    factor = resize.get("factor", 28)
+    return min(GRID_CELLS, max(1, h // factor)), min(GRID_CELLS, max(1, w // factor))
 
 
 def _join(parts: list[str]) -> str:

@@ -26,15 +26,22 @@ def target_text(
     """The completion the model learns for ``pair``; the staged template gets its three stages
     (region -> analysis -> decision) inside <think>, in the form its format reward checks. ``think``
     short keeps only where and how large (a coarse first step before the box: what a ~1M-parameter model
-    learns fastest, docs/learning.md); grid writes which rows and columns of an 8x8 grid differ and snaps the
-    box to those cells (what the CPU-scale learner learns to localize with); empty leaves <think></think>."""
+    learns fastest, docs/learning.md); grid writes which rows and columns of the model's image-token grid
+    (at most 8x8) differ and snaps the box to those cells (what the CPU-scale learner learns to localize
+    with); empty leaves <think></think>."""
     import dataclasses
 
     from differad_cli.core.coords import model_box
-    from differad_cli.protocol.descriptions import description_for, grid_scan, region_name, short_description
+    from differad_cli.protocol.descriptions import (
+        description_for,
+        grid_scan,
+        region_name,
+        short_description,
+        token_grid,
+    )
 
     if think == "grid":
-        desc, snapped = grid_scan(pair)
+        desc, snapped = grid_scan(pair, *token_grid(pair, resize))
         pair = dataclasses.replace(pair, box=snapped)
     elif think == "short":
         desc = short_description(pair)
