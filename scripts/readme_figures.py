@@ -6,6 +6,10 @@ Each figure is a marked span, ``<!-- fig:NAME -->VALUE<!-- /fig -->`` (a name ma
   tests            the number of tests `pytest --collect-only -q` collects (what `make test` runs)
   demo_time        the demo's wall time, the sum of demo.json's per-stage timings ("53 s")
   demo_cold_steps  the train-cold steps the demo ran (its cold run's train_summary.json)
+  demo_blank_steps the steps of its first cold-start stage, on blank pairs (runs/blank/train_summary.json)
+  demo_acc_constant / demo_acc_cold / demo_acc_rl / demo_acc_diff
+                   held-out Acc@0.3 of the best constant answer, the learner after the cold start and
+                   after RL, and the diff backend ("0.604")
   demo_valid       the share of the demo's RL-trained learner's answers in the answer format, in %
   demo_valid_untrained  the same share for the learner before training
   suite_time       with --suite: the wall time of `pytest -q` run now ("8 min 2 s")
@@ -32,7 +36,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = (
-    "tests", "demo_time", "demo_cold_steps", "demo_valid", "demo_valid_untrained",
+    "tests", "demo_time", "demo_cold_steps", "demo_valid", "demo_valid_untrained", "demo_blank_steps",
+    "demo_acc_constant", "demo_acc_cold", "demo_acc_rl", "demo_acc_diff",
     "suite_time", "suite_tests", "suite_date",
 )  # fmt: skip
 SPAN = re.compile(r"<!-- fig:(?P<name>[a-z_]+) -->(?P<value>.*?)<!-- /fig -->")
@@ -74,22 +79,37 @@ def _valid(overall: dict) -> str:
     return f"{round(100 * (overall['n'] - overall['invalid']) / overall['n'])}%"
 
 
+def _steps(run: Path) -> str | None:
+    try:
+        return str(json.loads((run / "train_summary.json").read_text(encoding="utf-8"))["global_step"])
+    except FileNotFoundError:
+        return None
+
+
 def demo_figures(summary: Path) -> dict[str, str]:
-    """demo_time, demo_cold_steps, demo_valid (and demo_valid_untrained) from a demo's demo.json (one JSON
-    line)."""
+    """The demo_* figures from a demo's demo.json (one JSON line) and its runs' train_summary.json; a figure
+    an older demo has no source for (no untrained column, no blank stage) is left out."""
     doc = json.loads(summary.read_text(encoding="utf-8").splitlines()[0])
-    overall = doc["metrics"]["learner-rl"]["overall"]
-    before = doc["metrics"].get("untrained", {}).get("overall")  # demos before 2026-11-28 have no such column
-    cold = (
-        summary.parent / "runs" / "cold"
-    )  # the demo's own layout (demo.json's paths are relative to its cwd)
-    steps = json.loads((cold / "train_summary.json").read_text(encoding="utf-8"))["global_step"]
-    return {
+    metrics = doc["metrics"]
+    runs = summary.parent / "runs"  # the demo's own layout (demo.json's paths are relative to its cwd)
+    values = {
         "demo_time": duration(sum(doc["timings_s"].values())),
-        "demo_cold_steps": str(steps),
-        "demo_valid": _valid(overall),
-        **({"demo_valid_untrained": _valid(before)} if before else {}),
+        "demo_cold_steps": _steps(runs / "cold"),
+        "demo_blank_steps": _steps(runs / "blank"),
+        "demo_valid": _valid(metrics["learner-rl"]["overall"]),
     }
+    if "untrained" in metrics:  # demos before 2026-11-28 have no such column
+        values["demo_valid_untrained"] = _valid(metrics["untrained"]["overall"])
+    for name, key in (
+        ("constant", "constant"),
+        ("cold", "learner-cold"),
+        ("rl", "learner-rl"),
+        ("diff", "diff"),
+    ):
+        acc = metrics.get(key, {}).get("overall", {}).get("acc_0.3")
+        if acc is not None:
+            values[f"demo_acc_{name}"] = f"{acc:.3f}"
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def suite_figures(tests: int, python: str = sys.executable) -> dict[str, str]:

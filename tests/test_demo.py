@@ -13,15 +13,21 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_writes_everything_it_announces_and_resumes(tmp_path: Path) -> None:
-    cfg = DemoConfig(out=tmp_path / "demo", n_train=8, n_test=4, size=64, cold_steps=2, rl_steps=1, seed=0)
+    sizes = {"n_blank": 8, "n_train": 8, "n_test": 4, "size": 64}
+    cfg = DemoConfig(out=tmp_path / "demo", **sizes, blank_steps=2, cold_steps=2, rl_steps=1, seed=0)
     result = run_demo(cfg)
     p = result.paths
-    for key in ("train_pairs", "test_pairs", "overlay", "predict_json", "summary"):
+    for key in ("blank_pairs", "train_pairs", "test_pairs", "overlay", "predict_json", "summary"):
         assert p[key].is_file(), key
-    for key in ("cold", "rl", "learner"):
+    for key in ("blank", "cold", "rl", "learner"):
         assert (p[key] / "config.json").is_file(), key
     learner = json.loads((p["learner"] / "config.json").read_text())
-    assert learner["text_config"]["hidden_size"] == 128 and learner["model_type"] == "qwen3_vl"  # the bench's
+    assert learner["text_config"]["hidden_size"] == 128 and learner["model_type"] == "qwen3_vl"
+    assert learner["text_config"]["initializer_range"] == 0.08  # the demo preset
+    assert {json.loads(line)["category"] for line in p["blank_pairs"].open()} == {"blank"}
+    for run, start in (("blank", p["learner"]), ("cold", p["blank"]), ("rl", p["cold"])):  # the curriculum
+        summary = json.loads((p[run] / "train_summary.json").read_text())
+        assert summary["prompt"]["template"] == "compact" and summary["model"] == str(start), run
     for run in ("eval_diff", "eval_untrained", "eval_cold", "eval_rl"):
         metrics = json.loads((p[run] / "metrics.json").read_text())
         assert metrics["overall"]["n"] == 4
@@ -44,10 +50,24 @@ def test_demo_writes_everything_it_announces_and_resumes(tmp_path: Path) -> None
     assert kept["train-cold"] == pytest.approx(result.timings["train-cold"])
     before, after = (result.metrics[k]["overall"]["invalid"] for k in ("untrained", "learner-rl"))
     assert f"invalid answers {before} untrained -> {after} after RL" in text  # the run's counts, not a claim
+    acc = [result.metrics[k]["overall"]["acc_0.3"] for k in ("constant", "learner-cold", "learner-rl")]
+    assert (
+        "Acc@0.3 {:.0%} for the best constant answer, {:.0%} after the cold start, {:.0%} after RL".format(
+            *acc
+        )
+        in text
+    )
 
-    # a demo folder from before the untrained column: only that evaluation runs, the rest is kept
+    # a demo folder from before the blank stage: its cold start is there, so no blank pairs or run are made
     import shutil
 
+    shutil.rmtree(p["blank"])
+    shutil.rmtree(p["blank_pairs"].parent)
+    again = run_demo(cfg)
+    assert not p["blank"].exists() and not p["blank_pairs"].parent.exists()
+    assert again.metrics == result.metrics and "train-blank" not in again.timings
+
+    # a demo folder from before the untrained column: only that evaluation runs, the rest is kept
     shutil.rmtree(p["eval_untrained"])
     doc = json.loads(p["summary"].read_text())
     doc["metrics"].pop("untrained")
@@ -73,18 +93,37 @@ def test_demo_refuses_too_small_sets_and_unknown_families(tmp_path: Path) -> Non
     learner.mkdir(parents=True)
     (learner / "config.json").write_text('{"model_type": "qwen2_vl"}')
     with pytest.raises(BadInput, match="holds a qwen2_vl learner, not --family qwen3_vl"):
-        run_demo(DemoConfig(out=tmp_path / "r", n_train=8, n_test=4, size=64, family="qwen3_vl"))
+        run_demo(DemoConfig(out=tmp_path / "r", n_blank=8, n_train=8, n_test=4, size=64, family="qwen3_vl"))
+    assert not (tmp_path / "r" / "data").exists()  # refused before any pair is made
+    # one of the family but another size (the 8x8 learner: 256x256 images), with its training still to do
+    (learner / "config.json").write_text('{"model_type": "qwen3_vl"}')
+    (learner / "processor_config.json").write_text('{"image_processor": {"size": {"longest_edge": 65536}}}')
+    with pytest.raises(BadInput, match=r"another size than --preset demo \(learner\)"):
+        run_demo(DemoConfig(out=tmp_path / "r", n_blank=8, n_train=8, n_test=4, size=64))
+    for bad, words in (
+        ({"preset": "real"}, "unknown --preset 'real'"),
+        ({"template": "long"}, "unknown template 'long'"),
+        ({"cold_steps": 0}, "--cold-steps"),
+        ({"blank_steps": 5, "n_blank": 2}, "--n-blank 8"),
+    ):
+        with pytest.raises(BadInput, match=words):
+            run_demo(DemoConfig(out=tmp_path / "b", **bad))
 
 
-def test_demo_trains_with_the_learner_recipes_settings() -> None:
-    """The demo's copy of recipes/learner_cpu/ (not installed with the package) agrees with it, except for
-    the budget (steps, learning rate and schedule) and checkpointing."""
+def test_demo_trains_with_its_recipes_settings() -> None:
+    """The demo's copy of recipes/demo_cpu/ (not installed with the package) agrees with it, steps and
+    checkpointing included, and the recipes' budgets are the demo's defaults."""
     from differad_cli.demo import COLD_OPTIONS, RL_OPTIONS
     from differad_cli.train.configs import load_recipe
 
-    recipes = Path(__file__).resolve().parents[1] / "recipes" / "learner_cpu"
-    for options, name in ((COLD_OPTIONS, "cold.yaml"), (RL_OPTIONS, "grpo.yaml")):
+    recipes = Path(__file__).resolve().parents[1] / "recipes" / "demo_cpu"
+    cfg = DemoConfig()
+    for options, name, steps in (
+        (COLD_OPTIONS, "blank.yaml", cfg.blank_steps),
+        (COLD_OPTIONS, "cold.yaml", cfg.cold_steps),
+        (RL_OPTIONS, "grpo.yaml", cfg.rl_steps),
+    ):
         recipe = load_recipe(recipes / name)
         for key, value in options.items():
-            if key not in ("save_steps", "logging_steps", "learning_rate", "lr_scheduler_type"):
-                assert recipe.get(key) == value, (name, key, recipe.get(key), value)
+            assert recipe.get(key) == value, (name, key, recipe.get(key), value)
+        assert recipe["max_steps"] == steps and recipe["template"] == cfg.template, name

@@ -258,8 +258,16 @@ def test_readme_figures_come_from_a_demo_summary(tmp_path: Path) -> None:
     values = script.demo_figures(tmp_path / "demo.json")
     assert values == {"demo_time": "1 min 14 s", "demo_cold_steps": "300", "demo_valid": "34%"}
     doc["metrics"]["untrained"] = {"overall": {"n": 32, "invalid": 32}}  # demos since 2026-11-28
+    doc["metrics"]["learner-rl"]["overall"]["acc_0.3"] = 0.6041
+    doc["metrics"]["constant"] = {"overall": {"acc_0.3": 0.25}, "answer": "always normal"}
+    (tmp_path / "runs" / "blank").mkdir()  # and since the blank stage
+    (tmp_path / "runs" / "blank" / "train_summary.json").write_text('{"global_step": 120}')
     (tmp_path / "demo.json").write_text(json.dumps(doc) + "\n")
-    assert script.demo_figures(tmp_path / "demo.json")["demo_valid_untrained"] == "0%"
+    values = script.demo_figures(tmp_path / "demo.json")
+    assert values["demo_valid_untrained"] == "0%" and values["demo_blank_steps"] == "120"
+    assert values["demo_acc_rl"] == "0.604" and values["demo_acc_constant"] == "0.250"
+    assert "demo_acc_cold" not in values and "demo_acc_diff" not in values
     text = "in <!-- fig:demo_time -->53 s<!-- /fig --> or <!-- fig:demo_time -->x<!-- /fig -->"
     text += ", <!-- fig:tests -->1<!-- /fig -->"  # a figure without a value stays
-    assert script.replace(text, values) == text.replace("53 s", "1 min 14 s").replace("->x<", "->1 min 14 s<")
+    expected = text.replace("53 s", "1 min 14 s").replace("->x<", "->1 min 14 s<")
+    assert script.replace(text, values) == expected
