@@ -80,9 +80,10 @@ def _valid(overall: dict) -> str:
 
 
 def _steps(run: Path) -> str | None:
+    """A run's final step, or None when it has no (readable) train_summary.json: the figure stays as it is."""
     try:
         return str(json.loads((run / "train_summary.json").read_text(encoding="utf-8"))["global_step"])
-    except FileNotFoundError:
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 

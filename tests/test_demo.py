@@ -83,7 +83,10 @@ def test_demo_writes_everything_it_announces_and_resumes(tmp_path: Path) -> None
 
 
 def test_demo_refuses_too_small_sets_and_unknown_families(tmp_path: Path) -> None:
+    import shutil
+
     from differad_cli.core.errors import BadInput
+    from differad_cli.models.tiny import build_tiny_model
 
     with pytest.raises(BadInput, match="at least"):
         run_demo(DemoConfig(out=tmp_path / "d", n_train=2, n_test=1))
@@ -96,10 +99,20 @@ def test_demo_refuses_too_small_sets_and_unknown_families(tmp_path: Path) -> Non
         run_demo(DemoConfig(out=tmp_path / "r", n_blank=8, n_train=8, n_test=4, size=64, family="qwen3_vl"))
     assert not (tmp_path / "r" / "data").exists()  # refused before any pair is made
     # one of the family but another size (the 8x8 learner: 256x256 images), with its training still to do
-    (learner / "config.json").write_text('{"model_type": "qwen3_vl"}')
-    (learner / "processor_config.json").write_text('{"image_processor": {"size": {"longest_edge": 65536}}}')
+    shutil.rmtree(learner)
+    build_tiny_model(learner, family="qwen3_vl", preset_name="learner")
     with pytest.raises(BadInput, match=r"another size than --preset demo \(learner\)"):
         run_demo(DemoConfig(out=tmp_path / "r", n_blank=8, n_train=8, n_test=4, size=64))
+    from differad_cli.demo.run import _check_learner
+
+    _check_learner(learner, "qwen3_vl", "demo", trained=True)  # its cold start is done: only evaluated
+    # a cold start begun without the blank stage (an older demo's) is not resumed from a new blank stage
+    shutil.rmtree(learner)
+    (tmp_path / "r" / "runs" / "cold" / "checkpoint-100").mkdir(parents=True)
+    build_tiny_model(learner, family="qwen3_vl", preset_name="learner")
+    with pytest.raises(BadInput, match="begun without the blank stage"):
+        run_demo(DemoConfig(out=tmp_path / "r", n_blank=8, n_train=8, n_test=4, size=64, preset="learner"))
+    assert not (tmp_path / "r" / "runs" / "blank").exists()
     for bad, words in (
         ({"preset": "real"}, "unknown --preset 'real'"),
         ({"template": "long"}, "unknown template 'long'"),

@@ -21,6 +21,24 @@ def _pair(i: int, box: tuple[int, int, int, int], size: int = 200) -> Pair:
 
 
 @pytest.mark.parametrize("family", sorted(FAMILY_PRESETS))
+def test_demo_preset_gives_16_image_tokens_and_is_told_apart(family: str, tmp_path: Path) -> None:
+    """The demo learner: the learner's architecture at a 4x4 token grid, text weights drawn at std 0.08; a
+    built folder is recognized as its preset (a resumed demo checks its learner with it), a tiny one too."""
+    from PIL import Image
+
+    from differad_cli.models.load import load_processor
+    from differad_cli.models.tiny import build_tiny_model, preset_of
+
+    out = build_tiny_model(tmp_path / "demo", family=family, preset_name="demo")
+    grid = load_processor(out).image_processor(images=[Image.new("RGB", (224, 224))], return_tensors="np")
+    assert int(np.prod(grid["image_grid_thw"][0])) // 4 == 16
+    assert FAMILY_PRESETS[family]["demo"].text["initializer_range"] == 0.08
+    assert preset_of(out, family) == "demo"
+    tiny = build_tiny_model(tmp_path / "tiny", family=family, preset_name="tiny")
+    assert preset_of(tiny, family) == "tiny" and preset_of(tmp_path / "missing", family) is None
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_PRESETS))
 def test_learner_preset_gives_64_image_tokens_and_separable_positions(family: str, tmp_path: Path) -> None:
     """A square image of any size becomes an 8x8 token grid; the rotary height/width frequencies are large
     enough to tell 8 positions apart (the probes' failure at rope_theta 1e4 / head_dim 32)."""
@@ -87,6 +105,14 @@ def test_grid_think_scans_rows_and_columns_and_snaps_the_box() -> None:
         "<think>y 11100000 x 11100000</think>"
     )
     assert grid_scan(_pair(9, (0, 0, 80, 80)), 2, 5) == ("y 10 x 11000", (0, 0, 80, 100))
+    wide = Pair(
+        id="w", ref=Path("r.png"), tgt=Path("t.png"), box=(0, 0, 56, 112), label=1, width=448, height=224
+    )
+    assert target_text(wide, "qwen3_vl", small, think="grid").startswith("<think>y 10 x 10000</think>")
+    normal_wide = Pair(
+        id="n", ref=Path("r.png"), tgt=Path("t.png"), box=(0, 0, 0, 0), label=0, width=448, height=224
+    )
+    assert target_text(normal_wide, "qwen3_vl", small, think="grid").startswith("<think>y 00 x 00000</think>")
 
 
 def test_unknown_think_is_bad_input(tmp_path: Path) -> None:
@@ -154,7 +180,7 @@ def test_rl_warns_when_its_prompt_wording_is_new_to_the_checkpoint(tmp_path: Pat
 
 
 def test_predict_prompts_a_checkpoint_with_the_template_it_was_trained_on(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch, capsys
 ) -> None:
     """A learner cold-started on the compact prompt answers the paper's with garbage: `predict --model` uses
     the template the checkpoint's run recorded unless --template says otherwise; without a record (a model
@@ -174,6 +200,23 @@ def test_predict_prompts_a_checkpoint_with_the_template_it_was_trained_on(
     (run / "train_summary.json").write_text(
         json.dumps({"prompt": {"template": "compact", "paraphrase": False}}), encoding="utf-8"
     )
-    for model, template in ((run, None), (run / "checkpoint-50", None), (run, "staged"), (tmp_path, None)):
+    (run / "merged").mkdir()
+    models = (
+        (run, None),
+        (run / "checkpoint-50", None),
+        (run / "merged", None),
+        (run, "staged"),
+        (tmp_path, None),
+    )
+    for model, template in models:
         make_backend(PredictOptions(backend="hf", model=str(model), template=template))
-    assert used == ["compact", "compact", "staged", "differad"]
+    assert used == ["compact", "compact", "compact", "staged", "differad"]
+    # a checkpoint of a run that has not finished: no record yet, the fallback is said
+    live = tmp_path / "live"
+    (live / "checkpoint-20").mkdir(parents=True)
+    (live / "train_log.jsonl").write_text("{}\n", encoding="utf-8")
+    make_backend(PredictOptions(backend="hf", model=str(live / "checkpoint-20")))
+    assert used[-1] == "differad" and "has not finished" in capsys.readouterr().err
+    (run / "train_summary.json").write_text(json.dumps({"prompt": {"template": "future"}}), encoding="utf-8")
+    with pytest.raises(BadInput, match="records the template 'future'"):
+        make_backend(PredictOptions(backend="hf", model=str(run)))

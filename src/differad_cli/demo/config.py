@@ -86,3 +86,4 @@ class DemoResult:
     paths: dict[str, Path]
     metrics: dict[str, dict[str, Any]]
     timings: dict[str, float]
+    preset: str = "demo"  # the learner's (what describe says about the numbers)

@@ -63,16 +63,30 @@ def _learning_sentence(metrics: dict[str, dict[str, Any]]) -> str:
 
 
 def describe(result: DemoResult) -> str:
+    """Where everything is and the table; what it says about the runs follows what ran (a resumed older demo
+    has no blank stage, `--preset learner` is the benchmark's 8x8 learner)."""
     p = result.paths
     total = sum(result.timings.values())
+    two_stage = (p["blank"] / "config.json").is_file()
+    data = [f"  blank pairs        {p['blank_pairs']}"] if p["blank_pairs"].is_file() else []
+    cold = f"{p['blank']} (blank pairs), then {p['cold']}" if two_stage else str(p["cold"])
+    how = "two-stage CPU cold start (blank pairs, then textured ones)" if two_stage else "CPU cold start"
+    if result.preset == "demo":
+        size = [
+            f"{_protocol_sentence(result.metrics)}. These are demo-size numbers (16 image tokens per image,",
+            "coarse 4x4 boxes); the full ones are the 8x8 learner's in bench/bench_learning.py (~27 min,",
+            "docs/learning.md):",
+        ]
+    else:
+        size = [f"{_protocol_sentence(result.metrics)} (bench/bench_learning.py, docs/learning.md):"]
     lines = [
         "",
         "differad demo: done in " + f"{total:.0f} s",
-        f"  blank pairs        {p['blank_pairs']}",
+        *data,
         f"  training pairs     {p['train_pairs']}",
         f"  held-out pairs     {p['test_pairs']}",
         f"  learner model      {p['learner']}",
-        f"  train-cold runs    {p['blank']} (blank pairs), then {p['cold']}",
+        f"  train-cold run{'s' if two_stage else ' '}    {cold}",
         f"  train-rl run       {p['rl']}  (final model in the folder root)",
         f"  eval: diff         {p['eval_diff']}/report.md",
         f"  eval: untrained    {p['eval_untrained']}/report.md",
@@ -85,11 +99,9 @@ def describe(result: DemoResult) -> str:
         + str(result.metrics.get("constant", {}).get("answer", "-"))
         + "); diff = the training-free",
         "golden-template backend; untrained / learner-cold / learner-rl = the ~1.5M-parameter learner",
-        "before training, after the two-stage CPU cold start (blank pairs, then textured ones) and after",
+        f"before training, after the {how} and after",
         f"a few GRPO steps: {_learning_sentence(result.metrics)};",
-        f"{_protocol_sentence(result.metrics)}. These are demo-size numbers (16 image tokens per image,",
-        "coarse 4x4 boxes); the full ones are the 8x8 learner's in bench/bench_learning.py (~27 min,",
-        "docs/learning.md):",
+        *size,
         "",
         side_by_side(result.metrics),
         "",

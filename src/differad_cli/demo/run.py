@@ -103,13 +103,10 @@ def _paths(cfg: DemoConfig) -> dict[str, Path]:
 
 def _check_learner(learner: Path, family: str, preset: str, trained: bool) -> None:
     """A resumed demo keeps its learner: one of another family than --family is refused, not trained on, and
-    so is one of another --preset (told apart by the image size its processor resizes to) while there is
-    still training to do."""
-    import json
-
+    so is one of another --preset while there is still training to do."""
     from differad_cli.core.coords import detect_family
     from differad_cli.core.errors import BadInput
-    from differad_cli.models.presets import preset as preset_spec
+    from differad_cli.models.tiny import preset_of
 
     found = detect_family(learner)  # an unreadable or unknown config.json is bad input too
     if found != family:
@@ -118,17 +115,12 @@ def _check_learner(learner: Path, family: str, preset: str, trained: bool) -> No
             "give another --out, or the family it was built with"
         )
     if trained:
-        return  # an older demo's learner (8x8, before --preset) is only evaluated untrained: keep it
-    try:
-        proc = json.loads((learner / "processor_config.json").read_text(encoding="utf-8"))
-        pixels = proc["image_processor"]["size"]["longest_edge"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pixels = None
-    if pixels != preset_spec(family, preset).max_pixels:
-        names = [n for n in LEARNER_PRESETS if preset_spec(family, n).max_pixels == pixels]
+        return  # its cold start is done: the learner is only evaluated untrained (an older demo's 8x8 one)
+    built = preset_of(learner, family)
+    if built != preset:
         raise BadInput(
             f"{learner} holds a learner of another size than --preset {preset}"
-            + (f" ({names[0]})" if names else "")
+            + (f" ({built})" if built else "")
             + ": give another --out, or the preset it was built with"
         )
 
@@ -178,9 +170,16 @@ def _data_and_model(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -
 def _training(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -> None:
     """train-cold on the blank pairs (unless --blank-steps 0), train-cold on the training pairs from there,
     train-rl from the cold start. A finished cold start skips the blank stage (an older demo had none)."""
+    from differad_cli.core.errors import BadInput
+    from differad_cli.models.load import trained_prompt
     from differad_cli.train import train_cold, train_rl
 
     blank = cfg.blank_steps > 0 and not _done(paths["cold"] / "config.json")
+    if blank and _has_checkpoint(paths["cold"]) and not _done(paths["blank"] / "config.json"):
+        raise BadInput(
+            f"{paths['cold']} holds a cold start begun without the blank stage (an older demo, or "
+            "--blank-steps 0): rerun with the options it began with and --blank-steps 0, or another --out"
+        )
     first = paths["blank"] if cfg.blank_steps > 0 else paths["learner"]
     stages = [
         (
@@ -199,12 +198,13 @@ def _training(cfg: DemoConfig, paths: dict[str, Path], timings: Timings) -> None
         with _stage(name, timings) as stage:
             if _done(run / "config.json"):
                 stage.skip()
-            else:
+            else:  # a stage keeps the prompt its starting model was trained on (an older demo's: differad)
+                template = (trained_prompt(model) or {}).get("template") or cfg.template
                 train(
                     output_dir=run,
                     options={
                         **options,
-                        "template": cfg.template,
+                        "template": template,
                         "pairs": str(paths[pairs]),
                         "model": str(model),
                         "max_steps": steps,
@@ -276,4 +276,4 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         [{"paths": {k: str(v) for k, v in paths.items()}, "metrics": metrics, "timings_s": kept}],
     )
     paths["summary"] = summary_path
-    return DemoResult(paths=paths, metrics=metrics, timings=timings)
+    return DemoResult(paths=paths, metrics=metrics, timings=timings, preset=cfg.preset)

@@ -86,7 +86,8 @@ def _learner_text(**extra: Any) -> dict[str, Any]:
 
 
 # The learner: a 224x224 input is 64 image tokens per image (an 8x8 grid after the 2x2 merge) in every
-# family; at 16 tokens (4x4) nothing localized in the probes. min = max pixels: every image gets that size.
+# family (at 16 tokens the first probes' recipes localized nothing; the demo preset below does, with a
+# curriculum). min = max pixels: every image gets that size.
 _LEARNER_PIXELS = {14: 224 * 224, 16: 256 * 256}
 
 

@@ -311,3 +311,23 @@ def build_tiny_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def preset_of(model_dir: str | os.PathLike[str], family: str) -> str | None:
+    """Which of ``family``'s offline presets (tiny, learner, demo) a `tiny-model` folder was built at, told
+    apart by its text width and initialization and the image size its processor resizes to; None for
+    anything else (an unreadable folder included). A resumed demo checks its learner with it."""
+    d = Path(model_dir)
+    try:
+        text = json.loads((d / "config.json").read_text(encoding="utf-8"))["text_config"]
+        size = json.loads((d / "processor_config.json").read_text(encoding="utf-8"))["image_processor"][
+            "size"
+        ]
+        found = (text["hidden_size"], text.get("initializer_range", 0.02), size["longest_edge"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    for name in ("tiny", "learner", "demo"):
+        spec = preset(family, name)
+        if found == (spec.text["hidden_size"], spec.text.get("initializer_range", 0.02), spec.max_pixels):
+            return name
+    return None

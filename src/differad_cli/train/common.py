@@ -106,7 +106,8 @@ def train_and_save(trainer: Any, run: Setup, output_dir: str | os.PathLike[str],
     trainer.train(resume_from_checkpoint=run.checkpoint)
     save_final(trainer, run.processor, run.cfg, output_dir)
     prompt = {"template": run.cfg.template, "paraphrase": run.cfg.paraphrase}
-    extra = {"family": run.family, "model": str(run.cfg.model), "pairs": len(run.pairs), "prompt": prompt}
+    start = str(Path(run.model_path).resolve())
+    extra = {"family": run.family, "model": start, "pairs": len(run.pairs), "prompt": prompt}
     return summary(trainer, output_dir, extra)  # model: where training started (a curriculum's chain)
 
 
@@ -121,7 +122,9 @@ def check_prompt_wording(cfg: Any, model_path: Path) -> None:
     seen = trained_prompt(model_path)
     if seen is None:
         return  # not a differad run (or an older one): nothing recorded to compare with
-    if seen.get("paraphrase") is False and cfg.paraphrase:
+    from differad_cli.protocol.prompts import paraphrases
+
+    if seen.get("paraphrase") is False and cfg.paraphrase and len(paraphrases(cfg.template)) > 1:
         console.warn(
             f"{model_path.name} was trained on the canonical prompt only (paraphrase: false) and this run "
             "draws paraphrases it never saw; pass --no-paraphrase to keep its wording"

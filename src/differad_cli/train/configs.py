@@ -37,7 +37,9 @@ class TrainConfig:
             "Family the recipe is written for (qwen2_vl | qwen2_5_vl | qwen3_vl): another is refused."
         ),
     )
-    template: str = field(default="differad", metadata=_h("Prompt template: differad | baseline | staged."))
+    template: str = field(
+        default="differad", metadata=_h("Prompt template: differad | baseline | staged | compact.")
+    )
     paraphrase: bool = field(
         default=True,
         metadata=_h("Draw a seeded prompt paraphrase per sample.", "--paraphrase/--no-paraphrase"),
@@ -101,8 +103,8 @@ class ColdConfig(TrainConfig):
         default="description",
         metadata=_h(
             "What <think> holds: description (the record's or one computed from the images) | short (only "
-            "where and how large) | grid (which rows and columns of an 8x8 grid differ; the box snapped to "
-            "them: what the CPU-scale learner localizes with) | empty."
+            "where and how large) | grid (which rows and columns of the model's image-token grid, at most "
+            "8x8, differ; the box snapped to them: what the CPU-scale learners localize with) | empty."
         ),
     )
 

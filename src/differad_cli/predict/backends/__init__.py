@@ -54,12 +54,39 @@ def make_backend(opts: PredictOptions, reference: Path | None = None) -> Backend
                 min_pixels=opts.min_pixels, max_pixels=opts.max_pixels,
             )
         )  # fmt: skip
-    from differad_cli.models.load import trained_prompt
     from differad_cli.predict.backends.hf import HFBackend
 
-    template = opts.template or (trained_prompt(str(opts.model)) or {}).get("template") or "differad"
+    template = opts.template or _recorded_template(Path(str(opts.model)))
     return HFBackend.from_path(
         str(opts.model), device=opts.device, dtype=opts.dtype, trust_remote_code=opts.trust_remote_code,
-        template=str(template), max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size,
+        template=template, max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size,
         seed=opts.seed,
     )  # fmt: skip
+
+
+def _recorded_template(model: Path) -> str:
+    """The template ``model``'s differad run trained it on (a learner answers other wordings with garbage),
+    else the paper's. A checkpoint of a run that has not finished has no record yet: that fallback is said,
+    and a recorded name this version does not know is bad input naming the file."""
+    import re
+
+    from differad_cli.core import console
+    from differad_cli.core.errors import BadInput
+    from differad_cli.models.load import trained_prompt
+    from differad_cli.protocol.prompts import TEMPLATES
+
+    seen = (trained_prompt(model) or {}).get("template")
+    if seen is None:
+        run = model.parent if re.fullmatch(r"checkpoint-\d+", model.name) else None
+        if run is not None and (run / "train_log.jsonl").is_file():
+            console.warn(
+                f"{run} has not finished (no train_summary.json): no prompt is recorded for {model.name}, "
+                "so the differad template is used; pass --template if it was trained on another"
+            )
+        return "differad"
+    if seen not in TEMPLATES:
+        raise BadInput(
+            f"{model}: its run's train_summary.json records the template {seen!r}, which this version does "
+            f"not know (choose one with --template: {', '.join(TEMPLATES)})"
+        )
+    return str(seen)
