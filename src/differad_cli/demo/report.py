@@ -41,9 +41,14 @@ def side_by_side(metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _overall(metrics: dict[str, dict[str, Any]], key: str, *runs: str) -> list[Any]:
+    """``key`` of each run's overall metrics (None where the run or the key is missing)."""
+    return [metrics.get(run, {}).get("overall", {}).get(key) for run in runs]
+
+
 def _protocol_sentence(metrics: dict[str, dict[str, Any]]) -> str:
     """What the run's invalid-answer counts say (not a fixed claim: a short run may not get there)."""
-    counts = [metrics.get(k, {}).get("overall", {}).get("invalid") for k in ("untrained", "learner-rl")]
+    counts = _overall(metrics, "invalid", "untrained", "learner-rl")
     if None in counts:
         return "see the invalid answers row"
     return f"invalid answers {counts[0]} untrained -> {counts[1]} after RL"
@@ -51,10 +56,7 @@ def _protocol_sentence(metrics: dict[str, dict[str, Any]]) -> str:
 
 def _learning_sentence(metrics: dict[str, dict[str, Any]]) -> str:
     """The run's own Acc@0.3 figures, constant -> cold start -> RL (not a fixed claim)."""
-    acc = [
-        metrics.get(k, {}).get("overall", {}).get("acc_0.3")
-        for k in ("constant", "learner-cold", "learner-rl")
-    ]
+    acc = _overall(metrics, "acc_0.3", "constant", "learner-cold", "learner-rl")
     if None in acc:
         return "see the Acc@0.3 row"
     return "Acc@0.3 {:.0%} for the best constant answer, {:.0%} after the cold start, {:.0%} after RL".format(

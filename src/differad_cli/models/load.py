@@ -105,15 +105,20 @@ def adapter_base(path: str | os.PathLike[str]) -> Path | None:
     return base_path
 
 
-def trained_prompt(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The prompt a differad run trained ``path`` on (``{"template", "paraphrase"}`` from its run folder's
-    train_summary.json; a ``checkpoint-N`` or ``merged`` folder reads its parent's), or None for a model
-    differad did not train. A model cold-started on one wording answers another with garbage, so predict
-    and train-rl use or check it."""
+def run_folder(path: str | os.PathLike[str]) -> Path:
+    """The training run a model folder belongs to: a ``checkpoint-N`` or ``merged`` folder's parent, else the
+    folder itself (a run's final model is saved in its root)."""
     import re
 
     p = Path(path)
-    run = p.parent if re.fullmatch(r"checkpoint-\d+|merged", p.name) else p
+    return p.parent if re.fullmatch(r"checkpoint-\d+|merged", p.name) else p
+
+
+def trained_prompt(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The prompt a differad run trained ``path`` on (``{"template", "paraphrase"}`` from its run folder's
+    train_summary.json), or None for a model differad did not train. A model cold-started on one wording
+    answers another with garbage, so predict and train-rl use or check it."""
+    run = run_folder(path)
     try:
         summary = json.loads((run / "train_summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):

@@ -154,7 +154,7 @@ def molded_part(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def blank(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """Black: with white defects (``WHITE``) the easiest pairs there are, a learner's first curriculum stage
+    """Black: with white defects (``white``) the easiest pairs there are, a learner's first curriculum stage
     (docs/learning.md): what differs is visible without the reference and always looks the same, so the
     model learns where to look before it learns to compare."""
     return np.zeros((h, w, 3), np.uint8)

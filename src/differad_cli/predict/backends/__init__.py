@@ -68,17 +68,15 @@ def _recorded_template(model: Path) -> str:
     """The template ``model``'s differad run trained it on (a learner answers other wordings with garbage),
     else the paper's. A checkpoint of a run that has not finished has no record yet: that fallback is said,
     and a recorded name this version does not know is bad input naming the file."""
-    import re
-
     from differad_cli.core import console
     from differad_cli.core.errors import BadInput
-    from differad_cli.models.load import trained_prompt
+    from differad_cli.models.load import run_folder, trained_prompt
     from differad_cli.protocol.prompts import TEMPLATES
 
     seen = (trained_prompt(model) or {}).get("template")
     if seen is None:
-        run = model.parent if re.fullmatch(r"checkpoint-\d+", model.name) else None
-        if run is not None and (run / "train_log.jsonl").is_file():
+        run = run_folder(model)
+        if run != model and (run / "train_log.jsonl").is_file():
             console.warn(
                 f"{run} has not finished (no train_summary.json): no prompt is recorded for {model.name}, "
                 "so the differad template is used; pass --template if it was trained on another"
